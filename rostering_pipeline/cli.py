@@ -1,0 +1,153 @@
+"""`rostering`: the pipeline from a terminal (demo, sync, ui) for people without the UI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from .embedded_sftp import EmbeddedSftpServer
+from .runner import sync_once
+from .summary import print_summary
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "data" / "sample_uploads"
+DEMO = REPO / "data" / "demo"
+INSTANCE_TEMPLATE = REPO / "deploy" / "dagster.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rostering", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "demo",
+        help="serve the sample LEAs from a local SFTP server on 127.0.0.1, sync them into "
+        "data/demo/warehouse.duckdb, and print what happened",
+    )
+    sync = commands.add_parser(
+        "sync", help="one sensor pass plus the runs it requests, against the configured server"
+    )
+    sync.add_argument("--quiet-period", type=int, help="override the quiet period (seconds)")
+    ui = commands.add_parser("ui", help="the Dagster UI on the demo deployment")
+    ui.add_argument("--port", type=int, default=3000)
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        return demo()
+    if args.command == "sync":
+        if args.quiet_period is not None:
+            os.environ["ROSTERING_QUIET_PERIOD_SECONDS"] = str(args.quiet_period)
+        return sync_command()
+    if args.command == "ui":
+        return ui_command(args.port)
+    return 2
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _instance_home(home: Path) -> Path:
+    home.mkdir(parents=True, exist_ok=True)
+    target = home / "dagster.yaml"
+    if not target.exists():
+        shutil.copy(INSTANCE_TEMPLATE, target)
+    return home
+
+
+def _load_defs() -> dg.Definitions:
+    from .definitions import defs
+
+    return defs()
+
+
+def sync_command() -> int:
+    home = Path(os.environ.get("DAGSTER_HOME") or REPO / "data" / "dagster_home")
+    os.environ["DAGSTER_HOME"] = str(_instance_home(home))
+    with dg.DagsterInstance.get() as instance:
+        runs = sync_once(
+            _load_defs(), instance, cursor_path=home / "sync_cursor.json", progress=_say
+        )
+    print_summary(_warehouse_path(), runs, _say)
+    return 0 if all(r.success for r in runs) else 1
+
+
+def _warehouse_path() -> Path:
+    return Path(os.environ.get("ROSTERING_WAREHOUSE", "data/warehouse.duckdb"))
+
+
+def demo_environment(root: Path, server: EmbeddedSftpServer) -> dict[str, str]:
+    """The configuration a deployment would set, pointing at the demo's own server and files."""
+    known_hosts = root / "known_hosts"
+    known_hosts.write_text(server.host_key_line + "\n")
+    return {
+        "ROSTERING_SFTP_HOST": server.host,
+        "ROSTERING_SFTP_PORT": str(server.port),
+        "ROSTERING_SFTP_USER": server.username,
+        "ROSTERING_SFTP_PASSWORD": server.password or "",
+        "ROSTERING_SFTP_KNOWN_HOSTS": str(known_hosts),
+        "ROSTERING_WAREHOUSE": str(root / "warehouse.duckdb"),
+        "ROSTERING_ARCHIVE": str(root / "archive"),
+        "DAGSTER_HOME": str(_instance_home(root / "dagster_home")),
+    }
+
+
+def demo() -> int:
+    """The main job on the embedded defaults: samples in, rosters applied, reports out."""
+    if DEMO.exists():
+        _say(f"Starting over: removing the previous demo in {DEMO.relative_to(REPO)}/")
+        shutil.rmtree(DEMO)
+    sftp_root = DEMO / "sftp"
+    shutil.copytree(SAMPLES, sftp_root, ignore=shutil.ignore_patterns("README.md"))
+    for lea in sorted(p for p in sftp_root.iterdir() if p.is_dir()):
+        (lea / "outbox").mkdir(exist_ok=True)
+        (lea / "processed").mkdir(exist_ok=True)
+    with EmbeddedSftpServer(sftp_root) as server:
+        os.environ.update(demo_environment(DEMO, server))
+        _say(
+            f"SFTP server on {server.host}:{server.port} serving the sample LEAs in "
+            f"{sftp_root.relative_to(REPO)}/"
+        )
+        with dg.DagsterInstance.get() as instance:
+            runs = sync_once(
+                _load_defs(), instance, cursor_path=DEMO / "sync_cursor.json", progress=_say
+            )
+    print_summary(DEMO / "warehouse.duckdb", runs, _say)
+    _say("")
+    _say(f"Sync reports: {DEMO.relative_to(REPO)}/sftp/<lea_id>/outbox/")
+    _say("Open the Dagster UI on the same data:  ./run ui   (then http://127.0.0.1:3000)")
+    return 0 if runs and all(r.success for r in runs) else 1
+
+
+def ui_command(port: int) -> int:
+    """`dagster dev` on the demo deployment, with the demo's SFTP server running beside it."""
+    sftp_root = DEMO / "sftp"
+    if not sftp_root.exists():
+        _say("Run the demo first: ./run demo")
+        return 1
+    with EmbeddedSftpServer(sftp_root) as server:
+        env = {**os.environ, **demo_environment(DEMO, server)}
+        command = [
+            sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"),
+            "-h", "127.0.0.1", "-p", str(port),
+        ]  # fmt: skip
+        _say(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops it)")
+        process = subprocess.Popen(command, env=env, cwd=REPO, start_new_session=True)
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+import dagster as dg
+
+from rostering_pipeline.settings import ingest_settings_from_env, sftp_from_env, warehouse_from_env
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(
+        resources={
+            "sftp": sftp_from_env(),
+            "warehouse": warehouse_from_env(),
+            "ingest_settings": ingest_settings_from_env(),
+        }
+    )

@@ -1,0 +1,209 @@
+from datetime import UTC, datetime
+
+import dagster as dg
+import polars as pl
+
+from rostering_pipeline.defs.partitions import lea_partitions
+from rostering_pipeline.report import deliver_report
+from rostering_pipeline.roster.apply import apply_upload
+from rostering_pipeline.roster.checks import dangling_references, key_sample, reconcile
+from rostering_pipeline.roster.plan import RosterDiff, plan_upload
+from rostering_pipeline.sftp import SftpResource
+from rostering_pipeline.upload_spec.files import ENTITIES
+from rostering_pipeline.upload_spec.validate import ValidatedUpload
+from rostering_pipeline.uploads import Upload
+from rostering_pipeline.validated import from_frames
+from rostering_pipeline.warehouse import WAREHOUSE_POOL, WarehouseResource
+
+MASS_DROP_SAFEGUARD = "mass_drop_safeguard"
+RECONCILIATION = "reconciliation"
+REFERENTIAL_INTEGRITY = "referential_integrity"
+
+VALIDATED_INS = {
+    "upload_rejections": dg.AssetIn(),
+    **{f"validated_{e}": dg.AssetIn() for e in ENTITIES},
+}
+
+
+def _validated(
+    raw_upload: Upload, upload_rejections: pl.DataFrame, tables: list[pl.DataFrame]
+) -> ValidatedUpload:
+    return from_frames(
+        raw_upload.lea_id, dict(zip(ENTITIES, tables, strict=True)), upload_rejections
+    )
+
+
+def _change_metadata(plan: RosterDiff) -> dict[str, dg.MetadataValue]:
+    counts = plan.counts()
+    table = "\n".join(
+        f"| {e} | {c['add']} | {c['update']} | {c['drop']} |" for e, c in counts.items()
+    )
+    return {
+        "decision": dg.MetadataValue.text(plan.decision),
+        "reason": dg.MetadataValue.text(plan.reason or "-"),
+        "upload_id": dg.MetadataValue.text(plan.upload_id),
+        "adds": dg.MetadataValue.int(plan.total("add")),
+        "updates": dg.MetadataValue.int(plan.total("update")),
+        "drops": dg.MetadataValue.int(plan.total("drop")),
+        "changes_by_entity": dg.MetadataValue.json(counts),
+        "summary": dg.MetadataValue.md(
+            f"**{plan.decision}** {plan.reason}\n\n| entity | add | update | drop |\n"
+            f"|---|---:|---:|---:|\n{table}"
+        ),
+    }
+
+
+@dg.asset(
+    partitions_def=lea_partitions,
+    group_name="diff",
+    kinds={"polars", "duckdb"},
+    owners=["team:rostering"],
+    pool=WAREHOUSE_POOL,
+    ins={"raw_upload": dg.AssetIn(), **VALIDATED_INS},
+    check_specs=[
+        dg.AssetCheckSpec(
+            MASS_DROP_SAFEGUARD,
+            asset="roster_diff",
+            blocking=True,
+            description="Holds an upload that would drop more than the safeguard allows "
+            "(default: over 10% and over 5 of the LEA's students, staff, classes or "
+            "enrollments). A held upload is not applied until an operator releases it.",
+        )
+    ],
+)
+def roster_diff(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    sftp: SftpResource,
+    raw_upload: Upload,
+    upload_rejections: pl.DataFrame,
+    validated_campuses: pl.DataFrame,
+    validated_staff: pl.DataFrame,
+    validated_students: pl.DataFrame,
+    validated_classes: pl.DataFrame,
+    validated_enrollments: pl.DataFrame,
+    validated_co_teachers: pl.DataFrame,
+):
+    """Adds, updates and drops per entity that the upload makes to the LEA's applied roster."""
+    validated = _validated(
+        raw_upload,
+        upload_rejections,
+        [
+            validated_campuses,
+            validated_staff,
+            validated_students,
+            validated_classes,
+            validated_enrollments,
+            validated_co_teachers,
+        ],
+    )
+    with warehouse.connect(read_only=True) as conn:
+        plan = plan_upload(conn, raw_upload, validated)
+    yield dg.Output(plan, metadata=_change_metadata(plan))
+    held = plan.decision == "held"
+    if held:
+        with warehouse.connect() as conn:
+            conn.execute(
+                "update ingest.uploads set status = 'held', reason = ?, decided_at = ?"
+                " where upload_id = ? and status in ('received', 'held')",
+                [plan.reason, datetime.now(UTC), raw_upload.upload_id],
+            )
+        deliver_report(sftp, raw_upload, plan, upload_rejections)
+        context.log.warning(f"LEA {raw_upload.lea_id}: upload {raw_upload.upload_id} held")
+    yield dg.AssetCheckResult(
+        check_name=MASS_DROP_SAFEGUARD,
+        passed=not held,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "drops_by_entity": {e: d.count("drop") for e, d in plan.entities.items()},
+            "active_by_entity": plan.active,
+            "reason": plan.reason or "-",
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=lea_partitions,
+    group_name="apply",
+    kinds={"duckdb"},
+    owners=["team:rostering"],
+    pool=WAREHOUSE_POOL,
+    ins={"raw_upload": dg.AssetIn(), "roster_diff": dg.AssetIn(), **VALIDATED_INS},
+    check_specs=[
+        dg.AssetCheckSpec(
+            RECONCILIATION,
+            asset="applied_roster",
+            description="After the apply, the roster equals the validated upload minus its "
+            "rejections, entity by entity; fails with the differing keys.",
+        ),
+        dg.AssetCheckSpec(
+            REFERENTIAL_INTEGRITY,
+            asset="applied_roster",
+            description="Every applied enrollment, class, co-teacher, staff member and "
+            "student points at rows that are in the LEA's roster.",
+        ),
+    ],
+)
+def applied_roster(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    raw_upload: Upload,
+    roster_diff: RosterDiff,
+    upload_rejections: pl.DataFrame,
+    validated_campuses: pl.DataFrame,
+    validated_staff: pl.DataFrame,
+    validated_students: pl.DataFrame,
+    validated_classes: pl.DataFrame,
+    validated_enrollments: pl.DataFrame,
+    validated_co_teachers: pl.DataFrame,
+):
+    """The LEA's roster in roster.* after the upload, applied in one transaction."""
+    validated = _validated(
+        raw_upload,
+        upload_rejections,
+        [
+            validated_campuses,
+            validated_staff,
+            validated_students,
+            validated_classes,
+            validated_enrollments,
+            validated_co_teachers,
+        ],
+    )
+    with warehouse.connect() as conn:
+        plan = apply_upload(conn, raw_upload, validated, roster_diff, datetime.now(UTC))
+        applied = plan.decision in ("apply", "applied", "duplicate")
+        differing = reconcile(conn, validated) if applied and validated.accepted else {}
+        dangling = dangling_references(conn, raw_upload.lea_id)
+        sizes = {
+            e: conn.execute(
+                f"select count(*) from roster.{e} where lea_id = ?", [raw_upload.lea_id]
+            ).fetchone()[0]
+            for e in ENTITIES
+        }
+    context.log.info(
+        f"LEA {raw_upload.lea_id}: upload {raw_upload.upload_id} {plan.decision}: "
+        f"{plan.total('add')} adds, {plan.total('update')} updates, {plan.total('drop')} drops"
+    )
+    yield dg.Output(
+        plan,
+        metadata={
+            **_change_metadata(plan),
+            "roster_rows": dg.MetadataValue.json(sizes),
+            "dagster/row_count": dg.MetadataValue.int(sizes["students"]),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name=RECONCILIATION,
+        passed=not differing,
+        metadata={
+            "differing_keys": dg.MetadataValue.json(key_sample(differing)),
+            "checked": applied and validated.accepted,
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name=REFERENTIAL_INTEGRITY,
+        passed=not dangling,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"dangling_by_reference": dg.MetadataValue.json(dangling)},
+    )

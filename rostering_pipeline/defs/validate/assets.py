@@ -1,0 +1,83 @@
+from datetime import UTC, datetime
+
+import dagster as dg
+import polars as pl
+
+from rostering_pipeline.defs.partitions import lea_partitions
+from rostering_pipeline.quality import record_rejections, rule_counts
+from rostering_pipeline.upload_spec.files import ENTITIES
+from rostering_pipeline.upload_spec.validate import validate_upload
+from rostering_pipeline.uploads import Upload
+from rostering_pipeline.validated import to_frames
+from rostering_pipeline.warehouse import WAREHOUSE_POOL, WarehouseResource
+
+DESCRIPTIONS = {
+    "campuses": "Campuses of the LEA's upload that pass every rule of campuses.csv.",
+    "staff": "Staff members who pass every rule of staff.csv and point at accepted campuses.",
+    "students": "Students who pass every rule of students.csv and point at accepted campuses.",
+    "classes": "Classes that pass every rule and name an accepted campus and teacher.",
+    "enrollments": "Student-in-class pairs whose class and student were both accepted.",
+    "co_teachers": "Additional teachers of accepted classes, never the class's own teacher.",
+}
+
+
+@dg.multi_asset(
+    outs={
+        **{
+            f"validated_{entity}": dg.AssetOut(
+                description=DESCRIPTIONS[entity],
+                group_name="validate",
+                kinds={"polars"},
+                owners=["team:rostering"],
+            )
+            for entity in ENTITIES
+        },
+        "upload_rejections": dg.AssetOut(
+            description="Every rejected row, file or upload fault of the upload, with its place "
+            "and fix; also written to quality.rejections.",
+            group_name="validate",
+            kinds={"polars", "duckdb"},
+            owners=["team:rostering"],
+        ),
+    },
+    partitions_def=lea_partitions,
+    pool=WAREHOUSE_POOL,
+    ins={"raw_upload": dg.AssetIn()},
+)
+def validated_tables(
+    context: dg.AssetExecutionContext, raw_upload: Upload, warehouse: WarehouseResource
+):
+    """The upload's files checked against every rule of UPLOAD_SPEC.md."""
+    upload = raw_upload
+    validated = validate_upload(upload.lea_id, upload.read_files(), upload.received_at.date())
+    with warehouse.connect() as conn:
+        record_rejections(conn, upload, validated.rejections, datetime.now(UTC))
+    frames = to_frames(validated)
+    for entity in ENTITIES:
+        frame = frames[entity]
+        accepted = frame.filter(~pl.col("_rejected")).height
+        yield dg.Output(
+            frame,
+            output_name=f"validated_{entity}",
+            metadata={
+                "dagster/row_count": accepted,
+                "rejected_rows": frame.height - accepted,
+                "upload_id": upload.upload_id,
+            },
+        )
+    counts = rule_counts(validated.rejections)
+    context.log.info(
+        f"LEA {upload.lea_id}: upload {upload.upload_id} "
+        f"{'accepted' if validated.accepted else 'rejected as a whole'}, "
+        f"{validated.rejections.height} rejections"
+    )
+    yield dg.Output(
+        validated.rejections,
+        output_name="upload_rejections",
+        metadata={
+            "dagster/row_count": validated.rejections.height,
+            "upload_accepted": validated.accepted,
+            "rejections_by_rule": dg.MetadataValue.json(counts),
+            "upload_id": upload.upload_id,
+        },
+    )

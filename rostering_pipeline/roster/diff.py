@@ -1,0 +1,135 @@
+"""What an upload changes: adds, updates and drops per entity against the applied roster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from ..upload_spec.files import BY_ENTITY, UploadFile
+from ..upload_spec.reading import LINE
+
+KEY_SEPARATOR = "|"
+CHANGE_SCHEMA = {
+    "key": pl.String,
+    "change": pl.String,
+    "old_values": pl.String,
+    "new_values": pl.String,
+    "source_line": pl.Int64,
+}
+#: A rejected row of a parent keeps the rows that hang off it (its enrollments, say).
+DEPENDENT_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
+    "enrollments": (("class_id", "classes"), ("student_id", "students")),
+    "co_teachers": (("class_id", "classes"), ("staff_id", "staff")),
+}
+
+
+@dataclass
+class EntityDiff:
+    """Changes to one entity; `rows` holds the new version of every added or updated row."""
+
+    entity: str
+    rows: pl.DataFrame
+    drops: pl.DataFrame
+    changes: pl.DataFrame
+
+    def count(self, change: str) -> int:
+        return self.changes.filter(pl.col("change") == change).height
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {c: self.count(c) for c in ("add", "update", "drop")}
+
+
+def key_expr(spec: UploadFile) -> pl.Expr:
+    return pl.concat_str([pl.col(k) for k in spec.key], separator=KEY_SEPARATOR).alias("key")
+
+
+def diff_entity(
+    entity: str,
+    current: pl.DataFrame,
+    snapshot: pl.DataFrame,
+    protected: pl.DataFrame,
+    *,
+    drops_allowed: bool = True,
+) -> EntityDiff:
+    """Compare the applied rows of one entity with an upload's accepted rows.
+
+    `protected` lists keys whose rows were rejected: a rejected row is never read as a drop.
+    """
+    spec = BY_ENTITY[entity]
+    key, values = list(spec.key), [c for c in spec.columns if c not in spec.key]
+    cur = current.select(spec.columns).with_columns(pl.lit(True).alias("_current"))
+    new = snapshot.select([*spec.columns, LINE])
+    joined = cur.join(new, on=key, how="full", coalesce=True, suffix="_new")
+    in_cur, in_new = pl.col("_current").is_not_null(), pl.col(LINE).is_not_null()
+    changed = {c: pl.col(c).ne_missing(pl.col(f"{c}_new")) for c in values}
+    any_changed = pl.any_horizontal(list(changed.values())) if values else pl.lit(False)
+
+    adds = joined.filter(~in_cur & in_new)
+    updates = joined.filter(in_cur & in_new & any_changed)
+    drops = joined.filter(in_cur & ~in_new)
+    drops = drops.join(protected.select(key).unique(), on=key, how="anti")
+    if not drops_allowed:
+        drops = drops.head(0)
+
+    new_row = [pl.col(f"{c}_new").alias(c) for c in values]
+    rows = pl.concat([adds, updates]).select([*key, *new_row, LINE])
+    changes = pl.concat(
+        [
+            adds.select(
+                key_expr(spec),
+                pl.lit("add").alias("change"),
+                pl.lit(None, pl.String).alias("old_values"),
+                _json({c: pl.col(f"{c}_new") for c in values}),
+                pl.col(LINE).alias("source_line"),
+            ),
+            updates.select(
+                key_expr(spec),
+                pl.lit("update").alias("change"),
+                _json({c: pl.col(c) for c in values}, changed).alias("old_values"),
+                _json({c: pl.col(f"{c}_new") for c in values}, changed),
+                pl.col(LINE).alias("source_line"),
+            ),
+            drops.select(
+                key_expr(spec),
+                pl.lit("drop").alias("change"),
+                _json({c: pl.col(c) for c in values}).alias("old_values"),
+                pl.lit(None, pl.String).alias("new_values"),
+                pl.lit(None, pl.Int64).alias("source_line"),
+            ),
+        ]
+    ).cast(CHANGE_SCHEMA)
+    return EntityDiff(entity, rows, drops.select(key), changes)
+
+
+def _json(columns: dict[str, pl.Expr], only_when: dict[str, pl.Expr] | None = None) -> pl.Expr:
+    """A JSON object of the columns (as text); with `only_when`, only the changed ones."""
+    if not columns:
+        return pl.lit("{}").alias("new_values")
+    parts = []
+    for name, expr in columns.items():
+        member = pl.struct(expr.cast(pl.String).alias(name)).struct.json_encode().str.slice(1)
+        member = member.str.head(-1)
+        parts.append(member if only_when is None else pl.when(only_when[name]).then(member))
+    body = pl.concat_str(parts, separator=",", ignore_nulls=True)
+    return pl.concat_str([pl.lit("{"), body, pl.lit("}")]).alias("new_values")
+
+
+def protected_keys(
+    entity: str, rejected: dict[str, pl.DataFrame], current: pl.DataFrame
+) -> pl.DataFrame:
+    """Keys of `entity` that must not be dropped: its rejected rows, and rows that hang off a
+    rejected parent (a rejected student keeps their enrollments)."""
+    spec = BY_ENTITY[entity]
+    keys = [
+        rejected.get(entity, pl.DataFrame(schema={k: pl.String for k in spec.key})).select(spec.key)
+    ]
+    for column, parent in DEPENDENT_KEYS.get(entity, ()):
+        parent_key = BY_ENTITY[parent].key[0]
+        parent_rejected = rejected.get(parent)
+        if parent_rejected is None or parent_rejected.is_empty():
+            continue
+        ids = parent_rejected.get_column(parent_key).implode()
+        keys.append(current.filter(pl.col(column).is_in(ids)).select(spec.key))
+    return pl.concat(keys).unique()

@@ -1,0 +1,118 @@
+"""Reading and writing the applied roster in the warehouse, in bulk through Arrow."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+import polars as pl
+
+from ..upload_spec.files import BY_ENTITY, ENTITIES
+from .diff import EntityDiff
+
+
+def read_roster(conn: duckdb.DuckDBPyConnection, lea_id: str) -> dict[str, pl.DataFrame]:
+    """The applied roster of one LEA, entity by entity."""
+    roster = {}
+    for entity in ENTITIES:
+        columns = ", ".join(BY_ENTITY[entity].columns)
+        roster[entity] = conn.execute(
+            f"select {columns} from roster.{entity} where lea_id = ?", [lea_id]
+        ).pl()
+    return roster
+
+
+def last_applied_upload(
+    conn: duckdb.DuckDBPyConnection, lea_id: str
+) -> tuple[str, datetime] | None:
+    row = conn.execute(
+        "select upload_id, received_at from ingest.uploads where lea_id = ? and status = 'applied'"
+        " order by received_at desc, upload_id desc limit 1",
+        [lea_id],
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def write_diff(
+    conn: duckdb.DuckDBPyConnection,
+    lea_id: str,
+    upload_id: str,
+    diff: EntityDiff,
+    applied_at: datetime,
+) -> None:
+    """Replace changed rows, insert new ones, delete drops, and log every change.
+
+    Runs inside the caller's transaction; table and column names come from the spec only.
+    """
+    spec = BY_ENTITY[diff.entity]
+    table = f"roster.{diff.entity}"
+    keys = pl.concat([diff.drops.select(spec.key), diff.rows.select(spec.key)])
+    if keys.height:
+        match = " and ".join(f"t.{k} = k.{k}" for k in spec.key)
+        conn.register("changed_keys", keys.to_arrow())
+        conn.execute(
+            f"delete from {table} t using changed_keys k where t.lea_id = ? and {match}",
+            [lea_id],
+        )
+        conn.unregister("changed_keys")
+    if diff.rows.height:
+        columns = ", ".join(spec.columns)
+        conn.register("new_rows", diff.rows.select(spec.columns).to_arrow())
+        conn.execute(
+            f"insert into {table} (lea_id, {columns}, upload_id) "
+            f"select ?, {columns}, ? from new_rows",
+            [lea_id, upload_id],
+        )
+        conn.unregister("new_rows")
+    if diff.changes.height:
+        conn.register("new_changes", diff.changes.to_arrow())
+        conn.execute(
+            "insert into roster.changes (upload_id, lea_id, entity, key, change, old_values,"
+            " new_values, source_line, applied_at) select ?, ?, ?, key, change, old_values,"
+            " new_values, source_line, ? from new_changes",
+            [upload_id, lea_id, diff.entity, applied_at],
+        )
+        conn.unregister("new_changes")
+
+
+def write_accounts(
+    conn: duckdb.DuckDBPyConnection, lea_id: str, staff: EntityDiff, now: datetime
+) -> dict[str, int]:
+    """One login per staff member: created or reactivated on add, renamed on an email change,
+    deactivated (never deleted) on drop."""
+    counts = {"created": 0, "reactivated": 0, "renamed": 0, "deactivated": 0}
+    if staff.rows.height:
+        logins = staff.rows.select("staff_id", pl.col("email").str.to_lowercase().alias("username"))
+        conn.register("logins", logins.to_arrow())
+        counts["reactivated"] = conn.execute(
+            "select count(*) from roster.accounts a join logins l using (staff_id)"
+            " where a.lea_id = ? and a.status = 'inactive'",
+            [lea_id],
+        ).fetchone()[0]
+        counts["renamed"] = conn.execute(
+            "select count(*) from roster.accounts a join logins l using (staff_id)"
+            " where a.lea_id = ? and a.username <> l.username",
+            [lea_id],
+        ).fetchone()[0]
+        conn.execute(
+            "update roster.accounts a set username = l.username, status = 'active',"
+            " deactivated_at = null, updated_at = ? from logins l"
+            " where a.lea_id = ? and a.staff_id = l.staff_id",
+            [now, lea_id],
+        )
+        counts["created"] = conn.execute(
+            "insert into roster.accounts select ?, l.staff_id, l.username, 'active', ?, null, ?"
+            " from logins l where l.staff_id not in"
+            " (select staff_id from roster.accounts where lea_id = ?)",
+            [lea_id, now, now, lea_id],
+        ).fetchone()[0]
+        conn.unregister("logins")
+    if staff.drops.height:
+        conn.register("gone", staff.drops.to_arrow())
+        counts["deactivated"] = conn.execute(
+            "update roster.accounts a set status = 'inactive', deactivated_at = ?, updated_at = ?"
+            " from gone g where a.lea_id = ? and a.staff_id = g.staff_id and a.status = 'active'",
+            [now, now, lea_id],
+        ).fetchone()[0]
+        conn.unregister("gone")
+    return counts

@@ -1,0 +1,81 @@
+"""One sensor pass and the runs it asks for, in this process: `rostering sync` and the tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from .defs.partitions import lea_partitions
+
+SENSOR = "lea_inbox_sensor"
+JOB = "sync_upload"
+SOURCE_KEY_TAG = "rostering/source_key"
+
+
+@dataclass(frozen=True)
+class SyncedRun:
+    lea_id: str
+    run_id: str
+    success: bool
+    seconds: float
+
+
+def sync_once(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    *,
+    cursor_path: Path | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> list[SyncedRun]:
+    """Evaluate the inbox sensor once and execute each requested run in-process.
+
+    A run whose source key already succeeded is not run again, as the daemon's run-key
+    de-duplication would do.
+    """
+    sensor = defs.get_sensor_def(SENSOR)
+    cursor = cursor_path.read_text() if cursor_path and cursor_path.exists() else None
+    resources = defs.resources or {}
+    with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as context:
+        result = sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    if cursor_path is not None and result.cursor is not None:
+        cursor_path.parent.mkdir(parents=True, exist_ok=True)
+        cursor_path.write_text(result.cursor)
+    for request in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(lea_partitions.name, list(request.partition_keys))
+    job = defs.resolve_job_def(JOB)
+    runs = []
+    for request in result.run_requests or []:
+        if _already_succeeded(instance, request.run_key):
+            progress(f"LEA {request.partition_key}: upload already synced, skipped")
+            continue
+        progress(f"LEA {request.partition_key}: syncing upload…")
+        started = time.monotonic()
+        outcome = job.execute_in_process(
+            run_config=request.run_config,
+            instance=instance,
+            partition_key=request.partition_key,
+            tags={**request.tags, SOURCE_KEY_TAG: request.run_key or ""},
+            raise_on_error=False,
+        )
+        seconds = time.monotonic() - started
+        runs.append(SyncedRun(str(request.partition_key), outcome.run_id, outcome.success, seconds))
+        progress(
+            f"LEA {request.partition_key}: run {outcome.run_id[:8]} "
+            f"{'succeeded' if outcome.success else 'FAILED'} in {seconds:.1f}s"
+        )
+    return runs
+
+
+def _already_succeeded(instance: dg.DagsterInstance, key: str | None) -> bool:
+    if not key:
+        return False
+    records = instance.get_run_records(
+        dg.RunsFilter(tags={SOURCE_KEY_TAG: key}, statuses=[dg.DagsterRunStatus.SUCCESS]),
+        limit=1,
+    )
+    return bool(records)

@@ -1,0 +1,69 @@
+"""Rules across files: every reference must point at a row that exists and was accepted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from .reading import LINE
+
+
+@dataclass(frozen=True)
+class Reference:
+    """`file.column` must name a row of `target` by `target_column`."""
+
+    entity: str
+    column: str
+    target: str
+    target_column: str
+    target_file: str
+
+    @property
+    def rule(self) -> str:
+        return f"{self.column} must be a {self.target_column} in {self.target_file}"
+
+
+#: In dependency order: a row rejected by an earlier reference can break a later one.
+REFERENCES: tuple[Reference, ...] = (
+    Reference("staff", "campus_id", "campuses", "campus_id", "campuses.csv"),
+    Reference("students", "campus_id", "campuses", "campus_id", "campuses.csv"),
+    Reference("classes", "campus_id", "campuses", "campus_id", "campuses.csv"),
+    Reference("classes", "teacher_id", "staff", "staff_id", "staff.csv"),
+    Reference("enrollments", "class_id", "classes", "class_id", "classes.csv"),
+    Reference("enrollments", "student_id", "students", "student_id", "students.csv"),
+    Reference("co_teachers", "class_id", "classes", "class_id", "classes.csv"),
+    Reference("co_teachers", "staff_id", "staff", "staff_id", "staff.csv"),
+)
+
+CO_TEACHER_IS_TEACHER = "staff_id must not be the class's own teacher_id"
+
+
+def broken_references(
+    ref: Reference, rows: pl.DataFrame, accepted: pl.DataFrame, rejected_ids: pl.Series
+) -> pl.DataFrame:
+    """Rows of `rows` whose reference is missing from `accepted`, with why: rejected or absent."""
+    known = accepted.get_column(ref.target_column)
+    broken = rows.filter(~pl.col(ref.column).is_in(known.implode()))
+    parent_rejected = pl.col(ref.column).is_in(rejected_ids.implode())
+    return broken.select(
+        LINE,
+        pl.col(ref.column).alias("value"),
+        parent_rejected.alias("parent_rejected"),
+        pl.when(parent_rejected)
+        .then(pl.lit(f"That {ref.target_column} was itself rejected in {ref.target_file}."))
+        .otherwise(pl.lit(f"Add the row to {ref.target_file}, or correct the {ref.column} here."))
+        .alias("fix"),
+    )
+
+
+def co_teacher_is_teacher(co_teachers: pl.DataFrame, classes: pl.DataFrame) -> pl.DataFrame:
+    joined = co_teachers.join(classes.select("class_id", "teacher_id"), on="class_id", how="inner")
+    return joined.filter(pl.col("staff_id") == pl.col("teacher_id")).select(
+        LINE,
+        pl.col("staff_id").alias("value"),
+        pl.lit(False).alias("parent_rejected"),
+        pl.lit("Remove this row: the class's teacher is already named in classes.csv.").alias(
+            "fix"
+        ),
+    )

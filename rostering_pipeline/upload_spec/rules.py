@@ -1,0 +1,249 @@
+"""Every row rule of UPLOAD_SPEC.md, each stated once, in the spec's words.
+
+A rule is a polars expression that is true for a good, present value; blank values are
+judged only by `required`. `schema_for` turns a file's rules into a pandera schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+import pandera.polars as pa
+import polars as pl
+
+from .files import CAMPUSES, CLASSES, CO_TEACHERS, ENROLLMENTS, STAFF, STUDENTS, UploadFile
+
+GRADES = ("EE", "PK", "KG", *(f"{g:02d}" for g in range(1, 13)))
+GRADE_ALIASES = {
+    **{g: g for g in GRADES},
+    "K": "KG",
+    "PRE-K": "PK",
+    "PK3": "PK",
+    "PK4": "PK",
+    **{str(g): f"{g:02d}" for g in range(1, 10)},
+}
+ROLES = ("teacher", "aide", "administrator")
+GENDERS = ("F", "M", "X")
+MAX_AGE_YEARS = 22
+
+LOCAL_ID = r"^[A-Za-z0-9_-]{1,32}$"
+EMAIL = r"^[^@\s,;<>]+@[^@\s,;<>]+\.[A-Za-z]{2,}$"
+SCHOOL_YEAR = r"^\d{4}-\d{4}$"
+
+
+def parse_birth_date(value: pl.Expr) -> pl.Expr:
+    """`YYYY-MM-DD`, `MM/DD/YYYY` or `M/D/YYYY`; anything else is null."""
+    return pl.coalesce(
+        value.str.strptime(pl.Date, "%Y-%m-%d", strict=False, exact=True),
+        pl.when(value.str.contains(r"^\d{1,2}/\d{1,2}/\d{4}$")).then(
+            value.str.strptime(pl.Date, "%m/%d/%Y", strict=False, exact=True)
+        ),
+    )
+
+
+def normalize_grade(value: pl.Expr) -> pl.Expr:
+    return value.str.to_uppercase().replace_strict(GRADE_ALIASES, default=None)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule on one column: `error` is the spec's words, `fix` tells the LEA what to do."""
+
+    column: str
+    error: str
+    fix: str
+    passes: Callable[[pl.Expr], pl.Expr]
+
+
+def _length(column: str, low: int, high: int) -> Rule:
+    span = f"{low}–{high}" if low else f"up to {high}"
+    return Rule(
+        column,
+        f"{column} must be {span} characters",
+        f"Shorten or fill in {column} to {span} characters.",
+        lambda v: v.str.len_chars().is_between(low, high),
+    )
+
+
+def _local_id(column: str) -> Rule:
+    return Rule(
+        column,
+        f"{column} must be 1–32 letters, digits, '-' or '_'",
+        f"Use only letters, digits, '-' and '_' in {column} (no spaces or punctuation).",
+        lambda v: v.str.contains(LOCAL_ID),
+    )
+
+
+def _campus_id(column: str = "campus_id") -> Rule:
+    return Rule(
+        column,
+        f"{column} must be 9 digits, the first 6 being the LEA's lea_id",
+        f"Use the full 9-digit county-district-campus number in {column}.",
+        lambda v: v.str.contains(r"^\d{9}$"),
+    )
+
+
+def _digits(column: str, n: int, what: str) -> Rule:
+    return Rule(
+        column,
+        f"{column} must be {n} digits",
+        f"Use the {n}-digit {what} in {column}, or leave it blank.",
+        lambda v: v.str.contains(rf"^\d{{{n}}}$"),
+    )
+
+
+def _grade(column: str = "grade") -> Rule:
+    return Rule(
+        column,
+        f"{column} must be one of EE, PK, KG, 01–12",
+        "Use EE, PK, KG or 01–12 (K, 1–9, Pre-K, PK3 and PK4 are also understood).",
+        lambda v: normalize_grade(v).is_not_null(),
+    )
+
+
+def _birth_date_rules(upload_date: date) -> list[Rule]:
+    return [
+        Rule(
+            "birth_date",
+            "birth_date must be a date written YYYY-MM-DD, MM/DD/YYYY or M/D/YYYY",
+            "Write the date as YYYY-MM-DD, e.g. 2015-09-01.",
+            lambda v: parse_birth_date(v).is_not_null(),
+        ),
+        Rule(
+            "birth_date",
+            "birth_date must not be after the upload date",
+            "Correct the birth date in the SIS; it lies in the future.",
+            lambda v: parse_birth_date(v).is_null() | (parse_birth_date(v) <= upload_date),
+        ),
+        Rule(
+            "birth_date",
+            f"the student must be at most {MAX_AGE_YEARS} years old on the upload date",
+            "Correct the birth date in the SIS; it makes the student older than 22.",
+            lambda v: (
+                parse_birth_date(v).is_null()
+                | (parse_birth_date(v).dt.offset_by(f"{MAX_AGE_YEARS + 1}y") > upload_date)
+            ),
+        ),
+    ]
+
+
+def _choice(column: str, allowed: tuple[str, ...], case: str = "as is") -> Rule:
+    shown = ", ".join(allowed)
+    norm = {"lower": str.lower, "upper": str.upper}.get(case)
+    return Rule(
+        column,
+        f"{column} must be one of {shown}",
+        f"Use one of {shown} in {column}, or leave it blank.",
+        lambda v: (v.str.to_lowercase() if norm is str.lower else v.str.to_uppercase()).is_in(
+            list(allowed)
+        ),
+    )
+
+
+def _email() -> Rule:
+    return Rule(
+        "email",
+        "email must be a valid address",
+        "Give the staff member's full school email address, e.g. name@district.org.",
+        lambda v: v.str.contains(EMAIL),
+    )
+
+
+def _unique(column: str, what: str, *, case_insensitive: bool = False) -> Rule:
+    words = " (ignoring case)" if case_insensitive else ""
+    return Rule(
+        column,
+        f"{column} must be unique in the file{words}",
+        f"Each {what} must appear once; every row sharing this {column} was rejected.",
+        lambda v: ~(v.str.to_lowercase() if case_insensitive else v).is_duplicated(),
+    )
+
+
+def rules_for(spec: UploadFile, upload_date: date) -> list[Rule]:
+    """The row rules of one file; required columns are checked separately by `schema_for`."""
+    by_file: dict[str, list[Rule]] = {
+        CAMPUSES.file_name: [
+            _campus_id(),
+            _unique("campus_id", "campus"),
+            _length("campus_name", 1, 100),
+        ],
+        STAFF.file_name: [
+            _local_id("staff_id"),
+            _unique("staff_id", "staff member"),
+            _length("first_name", 1, 60),
+            _length("last_name", 1, 60),
+            _email(),
+            _unique("email", "email address", case_insensitive=True),
+            _campus_id(),
+            _choice("role", ROLES, "lower"),
+            _digits("state_staff_id", 10, "TX unique staff ID"),
+        ],
+        STUDENTS.file_name: [
+            _local_id("student_id"),
+            _unique("student_id", "student"),
+            _digits("state_id", 10, "TX unique student ID"),
+            _unique("state_id", "state_id"),
+            _length("first_name", 1, 60),
+            _length("middle_name", 0, 60),
+            _length("last_name", 1, 60),
+            *_birth_date_rules(upload_date),
+            _grade(),
+            _campus_id(),
+            _choice("gender", GENDERS, "upper"),
+            _length("home_language", 0, 40),
+        ],
+        CLASSES.file_name: [
+            _local_id("class_id"),
+            _unique("class_id", "class"),
+            _campus_id(),
+            _length("class_name", 1, 100),
+            _local_id("teacher_id"),
+            _grade(),
+            Rule(
+                "school_year",
+                "school_year must be written YYYY-YYYY",
+                "Write the school year as e.g. 2026-2027, or leave it blank.",
+                lambda v: v.str.contains(SCHOOL_YEAR),
+            ),
+        ],
+        ENROLLMENTS.file_name: [_local_id("class_id"), _local_id("student_id")],
+        CO_TEACHERS.file_name: [_local_id("class_id"), _local_id("staff_id")],
+    }
+    return by_file[spec.file_name]
+
+
+REQUIRED = "a required value is missing"
+
+
+def required_fix(column: str) -> str:
+    return f"Fill in {column}; it is required."
+
+
+def schema_for(spec: UploadFile, upload_date: date) -> pa.DataFrameSchema:
+    """A pandera schema of one file's text columns: required columns non-null, plus its rules."""
+    rules = rules_for(spec, upload_date)
+    columns = {
+        column: pa.Column(
+            str,
+            nullable=column not in spec.required_columns,
+            checks=[_check(rule) for rule in rules if rule.column == column],
+        )
+        for column in spec.columns
+    }
+    return pa.DataFrameSchema(columns, strict=False, name=spec.file_name)
+
+
+def _check(rule: Rule) -> pa.Check:
+    return pa.Check(
+        lambda data: data.lazyframe.select(
+            pl.col(data.key).is_null() | rule.passes(pl.col(data.key))
+        ),
+        error=rule.error,
+    )
+
+
+def fixes_for(spec: UploadFile, upload_date: date) -> dict[str, str]:
+    """rule text → what the LEA should do."""
+    return {rule.error: rule.fix for rule in rules_for(spec, upload_date)}

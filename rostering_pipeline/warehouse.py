@@ -1,0 +1,128 @@
+"""The DuckDB warehouse: its tables (a contract other systems query) and how steps reach it.
+
+DuckDB lets one process open a file at a time. Steps that write use the `warehouse` pool so
+Dagster runs them one at a time; `connect` also waits out a lock held by anyone else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+WAREHOUSE_POOL = "warehouse"
+
+DDL = """
+create schema if not exists ingest;
+create schema if not exists quality;
+create schema if not exists roster;
+create table if not exists ingest.uploads (
+    upload_id varchar primary key,
+    lea_id varchar not null,
+    received_at timestamptz not null,
+    source_key varchar not null,
+    fingerprint varchar not null,
+    files json not null,
+    status varchar not null,
+    reason varchar,
+    registered_at timestamptz not null,
+    decided_at timestamptz,
+    run_id varchar
+);
+create table if not exists quality.rejections (
+    upload_id varchar not null,
+    lea_id varchar not null,
+    file varchar,
+    line bigint,
+    "column" varchar,
+    rule varchar not null,
+    value varchar,
+    fix varchar,
+    level varchar not null,
+    recorded_at timestamptz not null
+);
+create table if not exists roster.campuses (
+    lea_id varchar not null, campus_id varchar not null, campus_name varchar,
+    upload_id varchar not null
+);
+create table if not exists roster.staff (
+    lea_id varchar not null, staff_id varchar not null, first_name varchar, last_name varchar,
+    email varchar, campus_id varchar, role varchar, state_staff_id varchar,
+    upload_id varchar not null
+);
+create table if not exists roster.students (
+    lea_id varchar not null, student_id varchar not null, first_name varchar,
+    last_name varchar, birth_date date, grade varchar, campus_id varchar, state_id varchar,
+    middle_name varchar, gender varchar, home_language varchar, upload_id varchar not null
+);
+create table if not exists roster.classes (
+    lea_id varchar not null, class_id varchar not null, campus_id varchar, class_name varchar,
+    teacher_id varchar, grade varchar, school_year varchar, upload_id varchar not null
+);
+create table if not exists roster.enrollments (
+    lea_id varchar not null, class_id varchar not null, student_id varchar not null,
+    upload_id varchar not null
+);
+create table if not exists roster.co_teachers (
+    lea_id varchar not null, class_id varchar not null, staff_id varchar not null,
+    upload_id varchar not null
+);
+create table if not exists roster.accounts (
+    lea_id varchar not null,
+    staff_id varchar not null,
+    username varchar not null,
+    status varchar not null,
+    created_at timestamptz not null,
+    deactivated_at timestamptz,
+    updated_at timestamptz not null,
+    primary key (lea_id, staff_id)
+);
+create table if not exists roster.changes (
+    upload_id varchar not null,
+    lea_id varchar not null,
+    entity varchar not null,
+    key varchar not null,
+    change varchar not null,
+    old_values json,
+    new_values json,
+    source_line bigint,
+    applied_at timestamptz not null
+);
+"""
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB file holding ingest, quality and roster schemas."""
+
+    path: str = "data/warehouse.duckdb"
+    lock_timeout_seconds: float = 600.0
+
+    @contextmanager
+    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the warehouse, waiting (bounded) while another process holds DuckDB's lock."""
+        path = Path(self.path)
+        read_only = read_only and path.exists()
+        if not read_only:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        deadline = time.monotonic() + self.lock_timeout_seconds
+        delay = 0.05
+        while True:
+            try:
+                conn = duckdb.connect(str(path), read_only=read_only)
+                break
+            except duckdb.IOException as error:
+                if "lock" not in str(error).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        try:
+            if not read_only:
+                conn.execute(DDL)
+                path.chmod(0o600)
+            yield conn
+        finally:
+            conn.close()
