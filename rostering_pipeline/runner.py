@@ -36,7 +36,7 @@ def sync_once(
     A run whose source key already succeeded is not run again, as the daemon's run-key
     de-duplication would do.
     """
-    sensor = defs.get_sensor_def(SENSOR)
+    sensor = defs.resolve_sensor_def(SENSOR)
     cursor = cursor_path.read_text() if cursor_path and cursor_path.exists() else None
     resources = defs.resources or {}
     with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as context:

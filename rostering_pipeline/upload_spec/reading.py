@@ -76,7 +76,6 @@ def _parse(name: str, text: str) -> pl.DataFrame:
                 infer_schema=False,
                 has_header=True,
                 truncate_ragged_lines=False,
-                missing_utf8_is_empty_string=True,
             )
         except pl.exceptions.PolarsError as error:
             raise _fault(

@@ -68,7 +68,7 @@ def raw_upload(
                 "replay. Nothing to do until the LEA uploads."
             )
     with warehouse.connect() as conn:
-        record_upload(conn, upload, datetime.now(UTC), context.run_id)
+        record_upload(conn, upload, datetime.now(UTC), context.run.run_id)
     clear_inbox(sftp, upload)
     context.log.info(f"LEA {lea_id}: upload {upload.upload_id} with {len(upload.files)} files")
     return dg.Output(

@@ -1,0 +1,118 @@
+"""Fixtures that start real servers: an SFTP server on 127.0.0.1, a DuckDB file, a Dagster
+instance. Each stops what it started."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
+from rostering_pipeline.runner import SyncedRun, sync_once
+
+DAY = 86_400
+#: 2026-09-01 12:00 UTC: the first upload day of the tests.
+DAY_ONE = 1_788_264_000
+
+
+@dataclass
+class Pipeline:
+    """The whole pipeline pointed at a test SFTP server, warehouse and Dagster instance."""
+
+    root: Path
+    sftp_root: Path
+    instance: dg.DagsterInstance
+    env: dict[str, str]
+    cursor: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cursor = self.root / "sensor_cursor.json"
+
+    @property
+    def warehouse(self) -> Path:
+        return Path(self.env["ROSTERING_WAREHOUSE"])
+
+    def defs(self) -> dg.Definitions:
+        from rostering_pipeline.definitions import defs
+
+        return defs()
+
+    def upload(
+        self,
+        lea_id: str,
+        files: dict[str, str | bytes],
+        *,
+        day: int = 1,
+        ready: bool = True,
+    ) -> None:
+        """Put files in the LEA's inbox as the LEA would, stamped with the upload day."""
+        inbox = self.sftp_root / lea_id / "inbox"
+        inbox.mkdir(parents=True, exist_ok=True)
+        stamp = DAY_ONE + (day - 1) * DAY
+        for name, content in files.items():
+            path = inbox / name
+            path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+            os.utime(path, (stamp, stamp))
+        if ready:
+            (inbox / "ready").write_text("")
+
+    def sync(self) -> list[SyncedRun]:
+        return sync_once(self.defs(), self.instance, cursor_path=self.cursor)
+
+    def query(self, sql: str, params: list | None = None) -> list[tuple]:
+        with duckdb.connect(str(self.warehouse), read_only=True) as conn:
+            return conn.execute(sql, params or []).fetchall()
+
+    def outbox(self, lea_id: str) -> dict[str, str]:
+        folder = self.sftp_root / lea_id / "outbox"
+        return {p.name: p.read_text() for p in sorted(folder.glob("*"))} if folder.exists() else {}
+
+    def inbox(self, lea_id: str) -> list[str]:
+        return sorted(p.name for p in (self.sftp_root / lea_id / "inbox").iterdir())
+
+
+@pytest.fixture
+def sftp_server(tmp_path: Path) -> Iterator[EmbeddedSftpServer]:
+    root = tmp_path / "sftp"
+    root.mkdir()
+    with EmbeddedSftpServer(root) as server:
+        yield server
+
+
+def pipeline_env(
+    root: Path, host: str, port: int, user: str, known_hosts_line: str
+) -> dict[str, str]:
+    known_hosts = root / "known_hosts"
+    known_hosts.write_text(known_hosts_line + "\n")
+    return {
+        "ROSTERING_SFTP_HOST": host,
+        "ROSTERING_SFTP_PORT": str(port),
+        "ROSTERING_SFTP_USER": user,
+        "ROSTERING_SFTP_KNOWN_HOSTS": str(known_hosts),
+        "ROSTERING_WAREHOUSE": str(root / "warehouse.duckdb"),
+        "ROSTERING_ARCHIVE": str(root / "archive"),
+        "ROSTERING_QUIET_PERIOD_SECONDS": "120",
+    }
+
+
+@pytest.fixture
+def pipeline(
+    tmp_path: Path, sftp_server: EmbeddedSftpServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Pipeline]:
+    env = pipeline_env(
+        tmp_path,
+        sftp_server.host,
+        sftp_server.port,
+        sftp_server.username,
+        sftp_server.host_key_line,
+    )
+    env["ROSTERING_SFTP_PASSWORD"] = sftp_server.password or ""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with dg.DagsterInstance.ephemeral() as instance:
+        yield Pipeline(tmp_path, sftp_server.root, instance, env)

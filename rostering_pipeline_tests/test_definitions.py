@@ -1,0 +1,69 @@
+"""The code location loads, and its asset graph is the one DESIGN.md draws."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from rostering_pipeline.definitions import defs
+from rostering_pipeline.upload_spec.files import ENTITIES
+
+REPO = Path(__file__).resolve().parent.parent
+VALIDATED = {f"validated_{e}" for e in ENTITIES}
+
+
+def _parents(graph: dg.AssetGraph, key: str) -> set[str]:
+    return {k.to_user_string() for k in graph.get(dg.AssetKey(key)).parent_keys}
+
+
+def test_asset_graph_matches_design() -> None:
+    graph = defs().resolve_asset_graph()
+
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == {"raw_upload", *VALIDATED, "upload_rejections", "roster_diff"} | {
+        "applied_roster",
+        "sync_report",
+    }
+    for key in VALIDATED | {"upload_rejections"}:
+        assert _parents(graph, key) == {"raw_upload"}
+    assert _parents(graph, "roster_diff") == {"raw_upload", "upload_rejections", *VALIDATED}
+    assert "roster_diff" in _parents(graph, "applied_roster")
+    assert _parents(graph, "sync_report") == {"raw_upload", "applied_roster", "upload_rejections"}
+
+
+def test_every_asset_is_partitioned_by_lea() -> None:
+    graph = defs().resolve_asset_graph()
+
+    for key in graph.get_all_asset_keys():
+        partitions = graph.get(key).partitions_def
+        assert isinstance(partitions, dg.DynamicPartitionsDefinition), key
+        assert partitions.name == "lea"
+
+
+def test_checks_sensor_and_job_are_defined() -> None:
+    d = defs()
+    graph = d.resolve_asset_graph()
+
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert checks == {
+        ("roster_diff", "mass_drop_safeguard"),
+        ("applied_roster", "reconciliation"),
+        ("applied_roster", "referential_integrity"),
+    }
+    assert d.resolve_sensor_def("lea_inbox_sensor").job_name == "sync_upload"
+    assert d.resolve_job_def("sync_upload").partitions_def.name == "lea"
+
+
+def test_workspace_validates_with_dagster_cli() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "All code locations passed validation" in result.stdout + result.stderr

@@ -1,0 +1,138 @@
+"""The pipeline end to end: SFTP inbox → sensor → runs → DuckDB roster → outbox report."""
+
+from __future__ import annotations
+
+from rostering_pipeline_tests.conftest import Pipeline
+from rostering_pipeline_tests.uploads import day_one, day_two
+
+LEA = "101912"
+
+
+def _changes(pipeline: Pipeline, upload_status: str = "applied") -> set[tuple[str, str, str]]:
+    rows = pipeline.query(
+        "select entity, key, change from roster.changes c join ingest.uploads u using (upload_id)"
+        " where u.received_at = (select max(received_at) from ingest.uploads where status = ?)",
+        [upload_status],
+    )
+    return set(rows)
+
+
+def test_day_one_upload_is_applied_and_reported(pipeline: Pipeline) -> None:
+    pipeline.upload(LEA, day_one())
+
+    runs = pipeline.sync()
+
+    assert [r.success for r in runs] == [True]
+    assert pipeline.query("select status from ingest.uploads") == [("applied",)]
+    assert pipeline.query(
+        "select student_id, grade from roster.students where lea_id = ? order by 1", [LEA]
+    ) == [("S1", "04"), ("S2", "04"), ("S3", "07")]
+    assert pipeline.query("select count(*) from roster.enrollments") == [(3,)]
+    assert pipeline.query("select staff_id, username, status from roster.accounts order by 1") == [
+        ("T1", "ana.reyes@example.org", "active"),
+        ("T2", "ben.cole@example.org", "active"),
+    ]
+    outbox = pipeline.outbox(LEA)
+    report = next(text for name, text in outbox.items() if name.startswith("sync_report_"))
+    assert "**Applied**" in report
+    assert "| students | 3 | 0 | 0 | 0 |" in report
+    assert pipeline.inbox(LEA) == []
+
+
+def test_day_two_changes_are_recorded_exactly(pipeline: Pipeline) -> None:
+    pipeline.upload(LEA, day_one(), day=1)
+    pipeline.sync()
+    pipeline.upload(LEA, day_two(), day=2)
+
+    runs = pipeline.sync()
+
+    assert [r.success for r in runs] == [True]
+    assert _changes(pipeline) == {
+        ("students", "S4", "add"),
+        ("students", "S2", "drop"),
+        ("students", "S3", "update"),
+        ("enrollments", "C1|S4", "add"),
+        ("enrollments", "C1|S2", "drop"),
+    }
+    update = pipeline.query(
+        "select old_values, new_values, source_line from roster.changes where key = 'S3'"
+        " and change = 'update'"
+    )
+    assert update == [('{"grade":"07"}', '{"grade":"08"}', 3)]
+    assert pipeline.query(
+        "select student_id from roster.students where lea_id = ? order by 1", [LEA]
+    ) == [("S1",), ("S3",), ("S4",)]
+
+
+def test_resent_upload_changes_nothing(pipeline: Pipeline) -> None:
+    pipeline.upload(LEA, day_one(), day=1)
+    pipeline.sync()
+    before = pipeline.query("select count(*) from roster.changes")
+    pipeline.upload(LEA, day_one(), day=2)
+
+    runs = pipeline.sync()
+
+    assert [r.success for r in runs] == [True]
+    assert pipeline.query("select status from ingest.uploads order by received_at") == [
+        ("applied",),
+        ("duplicate",),
+    ]
+    assert pipeline.query("select count(*) from roster.changes") == before
+    report = [t for n, t in pipeline.outbox(LEA).items() if n.startswith("sync_report_")][-1]
+    assert "repeats the last one" in report
+
+
+def test_tick_with_nothing_new_requests_nothing(pipeline: Pipeline) -> None:
+    pipeline.upload(LEA, day_one())
+    assert len(pipeline.sync()) == 1
+
+    assert pipeline.sync() == []
+    assert pipeline.query("select count(*) from ingest.uploads") == [(1,)]
+
+
+def test_rejected_student_keeps_their_roster(pipeline: Pipeline) -> None:
+    pipeline.upload(LEA, day_one(), day=1)
+    pipeline.sync()
+    files = day_one()
+    files["students.csv"] = files["students.csv"].replace("2016-05-06", "2016-05-06 00:00")
+    pipeline.upload(LEA, files, day=2)
+
+    pipeline.sync()
+
+    assert pipeline.query("select student_id from roster.students order by 1") == [
+        ("S1",),
+        ("S2",),
+        ("S3",),
+    ]
+    assert pipeline.query("select count(*) from roster.enrollments") == [(3,)]
+    assert pipeline.query(
+        "select file, line, \"column\", value from quality.rejections where level = 'row'"
+        " order by file"
+    ) == [
+        ("enrollments.csv", 3, "student_id", "S2"),
+        ("students.csv", 3, "birth_date", "2016-05-06 00:00"),
+    ]
+    report = [t for n, t in pipeline.outbox(LEA).items() if n.startswith("sync_report_")][-1]
+    assert "spreadsheet re-saves" in report
+
+
+def test_upload_missing_a_file_is_rejected_and_roster_kept(pipeline: Pipeline) -> None:
+    pipeline.upload(LEA, day_one(), day=1)
+    pipeline.sync()
+    files = day_one()
+    del files["enrollments.csv"]
+    pipeline.upload(LEA, files, day=2)
+
+    runs = pipeline.sync()
+
+    assert [r.success for r in runs] == [True]
+    assert pipeline.query("select status from ingest.uploads order by received_at") == [
+        ("applied",),
+        ("rejected",),
+    ]
+    assert pipeline.query("select count(*) from roster.enrollments") == [(3,)]
+    assert pipeline.query(
+        "select file, rule, level from quality.rejections where level = 'upload'"
+    ) == [("enrollments.csv", "required file is missing", "upload")]
+    report = [t for n, t in pipeline.outbox(LEA).items() if n.startswith("sync_report_")][-1]
+    assert "Rejected: nothing was applied" in report
