@@ -68,7 +68,8 @@ def read_upload_file(spec: UploadFile, data: bytes, *, display_name: str | None 
 def _parse(name: str, text: str) -> pl.DataFrame:
     """Polars parses; line numbers are arithmetic unless quoted line breaks or blank lines
     shift them, in which case the csv module (the reference parser) reads the file."""
-    plain = '"' not in text and "\n\n" not in text.strip("\r\n") and "\n\r\n" not in text
+    text = text.rstrip("\r\n") + "\n"
+    plain = '"' not in text and "\n\n" not in text and "\n\r\n" not in text
     if plain:
         try:
             frame = pl.read_csv(
