@@ -6,6 +6,7 @@ from datetime import datetime
 
 import duckdb
 
+from ..failpoints import failpoint
 from ..upload_spec.validate import ValidatedUpload
 from ..uploads import Upload
 from .plan import DEFAULT_SAFEGUARD, RosterDiff, Safeguard, plan_upload
@@ -29,10 +30,12 @@ def apply_upload(
     try:
         last = last_applied_upload(conn, upload.lea_id)
         if (last[0] if last else None) != planned.base_upload_id:
-            planned = plan_upload(conn, upload, validated, safeguard)
+            planned = plan_upload(conn, upload, validated, safeguard, planned.held_upload)
+        failpoint("apply.begin")
         if planned.decision == "apply":
             for diff in planned.entities.values():
                 write_diff(conn, upload.lea_id, upload.upload_id, diff, now)
+                failpoint("apply.mid")
             write_accounts(conn, upload.lea_id, planned.entities["staff"], now)
         status = "applied" if planned.decision == "apply" else planned.decision
         conn.execute(

@@ -41,6 +41,7 @@ class RosterDiff:
     base_upload_id: str | None
     entities: dict[str, EntityDiff] = field(default_factory=dict)
     active: dict[str, int] = field(default_factory=dict)
+    held_upload: str = "hold"
 
     def counts(self) -> dict[str, dict[str, int]]:
         return {e: d.counts for e, d in self.entities.items()}
@@ -54,8 +55,13 @@ def plan_upload(
     upload: Upload,
     validated: ValidatedUpload,
     safeguard: Safeguard = DEFAULT_SAFEGUARD,
+    held_upload: str = "hold",
 ) -> RosterDiff:
-    """Compare an upload with the applied roster and decide what happens to it."""
+    """Compare an upload with the applied roster and decide what happens to it.
+
+    `held_upload` is an operator's word on an upload the safeguard held: `release` applies
+    it despite its drops, `reject` refuses it; `hold` (the default) keeps it held.
+    """
     status = conn.execute(
         "select status, reason from ingest.uploads where upload_id = ?", [upload.upload_id]
     ).fetchone()
@@ -63,10 +69,15 @@ def plan_upload(
     base = last[0] if last else None
 
     def decided(decision: str, reason: str) -> RosterDiff:
-        return RosterDiff(upload.upload_id, upload.lea_id, decision, reason, base)
+        return RosterDiff(
+            upload.upload_id, upload.lea_id, decision, reason, base, held_upload=held_upload
+        )
 
     if status and status[0] in FINAL_STATUSES:
         return decided(status[0], status[1] or f"already {status[0]}")
+    was_held = bool(status and status[0] == "held")
+    if was_held and held_upload == "reject":
+        return decided("rejected", "an operator rejected the upload after the safeguard held it")
     if not validated.accepted:
         return decided("rejected", "the upload has faults that stop it as a whole; see rejections")
     if last and upload.received_at < last[1]:
@@ -85,13 +96,17 @@ def plan_upload(
         for entity in ENTITIES
     }
     active = {entity: current[entity].height for entity in ENTITIES}
-    plan = RosterDiff(upload.upload_id, upload.lea_id, "apply", "", base, diffs, active)
+    plan = RosterDiff(
+        upload.upload_id, upload.lea_id, "apply", "", base, diffs, active, held_upload
+    )
     tripped = [
         f"{d.count('drop')} of {active[e]} {e}"
         for e, d in diffs.items()
         if safeguard.trips(d.count("drop"), active[e])
     ]
-    if tripped:
+    if tripped and was_held and held_upload == "release":
+        plan.reason = f"an operator released the upload held for dropping {', '.join(tripped)}"
+    elif tripped:
         plan.decision = "held"
         plan.reason = (
             f"the upload would drop {', '.join(tripped)}, more than the safeguard allows "

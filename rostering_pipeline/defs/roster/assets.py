@@ -1,4 +1,5 @@
 from datetime import UTC, datetime
+from typing import Literal
 
 import dagster as dg
 import polars as pl
@@ -18,6 +19,14 @@ from rostering_pipeline.warehouse import WAREHOUSE_POOL, WarehouseResource
 MASS_DROP_SAFEGUARD = "mass_drop_safeguard"
 RECONCILIATION = "reconciliation"
 REFERENTIAL_INTEGRITY = "referential_integrity"
+
+
+class RosterDiffConfig(dg.Config):
+    """An operator's decision on an upload the safeguard held: replay it (raw_upload's
+    `replay_upload_id`) with `release` to apply it anyway, or `reject` to refuse it."""
+
+    held_upload: Literal["hold", "release", "reject"] = "hold"
+
 
 VALIDATED_INS = {
     "upload_rejections": dg.AssetIn(),
@@ -73,6 +82,7 @@ def _change_metadata(plan: RosterDiff) -> dict[str, dg.MetadataValue]:
 )
 def roster_diff(
     context: dg.AssetExecutionContext,
+    config: RosterDiffConfig,
     warehouse: WarehouseResource,
     sftp: SftpResource,
     raw_upload: Upload,
@@ -98,7 +108,7 @@ def roster_diff(
         ],
     )
     with warehouse.connect(read_only=True) as conn:
-        plan = plan_upload(conn, raw_upload, validated)
+        plan = plan_upload(conn, raw_upload, validated, held_upload=config.held_upload)
     yield dg.Output(plan, metadata=_change_metadata(plan))
     held = plan.decision == "held"
     if held:
