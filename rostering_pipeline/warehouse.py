@@ -33,6 +33,7 @@ create table if not exists ingest.uploads (
     decided_at timestamptz,
     run_id varchar
 );
+alter table ingest.uploads add column if not exists held_by varchar;
 create table if not exists quality.rejections (
     upload_id varchar not null,
     lea_id varchar not null,

@@ -1,14 +1,19 @@
+import os
+
 import dagster as dg
 
+from rostering_pipeline.lea_settings import DEFAULT_PATH, LeaSettingsResource
 from rostering_pipeline.settings import ingest_settings_from_env, sftp_from_env, warehouse_from_env
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
+    settings_path = os.environ.get("ROSTERING_LEA_SETTINGS", DEFAULT_PATH)
     return dg.Definitions(
         resources={
             "sftp": sftp_from_env(),
             "warehouse": warehouse_from_env(),
             "ingest_settings": ingest_settings_from_env(),
+            "lea_settings": LeaSettingsResource(path=settings_path),
         }
     )

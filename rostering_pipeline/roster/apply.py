@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 import duckdb
 
 from ..failpoints import failpoint
 from ..upload_spec.validate import ValidatedUpload
 from ..uploads import Upload
-from .plan import DEFAULT_SAFEGUARD, RosterDiff, Safeguard, plan_upload
+from .plan import RosterDiff, plan_upload
 from .store import last_applied_upload, write_accounts, write_diff
 
 
@@ -19,7 +19,7 @@ def apply_upload(
     validated: ValidatedUpload,
     planned: RosterDiff,
     now: datetime,
-    safeguard: Safeguard = DEFAULT_SAFEGUARD,
+    today: date | None = None,
 ) -> RosterDiff:
     """Write the upload's changes and its final status in one transaction.
 
@@ -30,7 +30,9 @@ def apply_upload(
     try:
         last = last_applied_upload(conn, upload.lea_id)
         if (last[0] if last else None) != planned.base_upload_id:
-            planned = plan_upload(conn, upload, validated, safeguard, planned.held_upload)
+            planned = plan_upload(
+                conn, upload, validated, planned.settings, planned.held_upload, today
+            )
         failpoint("apply.begin")
         if planned.decision == "apply":
             for diff in planned.entities.values():
@@ -39,11 +41,18 @@ def apply_upload(
             write_accounts(conn, upload.lea_id, planned.entities["staff"], now)
         status = "applied" if planned.decision == "apply" else planned.decision
         conn.execute(
-            "update ingest.uploads set status = ?, reason = ?, decided_at = ?"
+            "update ingest.uploads set status = ?, reason = ?, held_by = ?, decided_at = ?"
             " where upload_id = ? and status not in ('applied', 'rejected', 'duplicate',"
             " 'superseded')",
-            [status, planned.reason or None, now, upload.upload_id],
+            [status, planned.reason or None, planned.held_by, now, upload.upload_id],
         )
+        if status == "applied":
+            conn.execute(
+                "update ingest.uploads set status = 'superseded', decided_at = ?,"
+                " reason = 'held, then replaced by the newer upload ' || ?"
+                " where lea_id = ? and status = 'held' and received_at < ?",
+                [now, upload.upload_id, upload.lea_id, upload.received_at],
+            )
         conn.execute("commit")
     except BaseException:
         conn.execute("rollback")

@@ -32,6 +32,7 @@ class EntityDiff:
     rows: pl.DataFrame
     drops: pl.DataFrame
     changes: pl.DataFrame
+    withheld_drops: int = 0  # drops not applied because the LEA is in additions-only mode
 
     def count(self, change: str) -> int:
         return self.changes.filter(pl.col("change") == change).height
@@ -70,6 +71,7 @@ def diff_entity(
     updates = joined.filter(in_cur & in_new & any_changed)
     drops = joined.filter(in_cur & ~in_new)
     drops = drops.join(protected.select(key).unique(), on=key, how="anti")
+    withheld = 0 if drops_allowed else drops.height
     if not drops_allowed:
         drops = drops.head(0)
 
@@ -100,7 +102,7 @@ def diff_entity(
             ),
         ]
     ).cast(CHANGE_SCHEMA)
-    return EntityDiff(entity, rows, drops.select(key), changes)
+    return EntityDiff(entity, rows, drops.select(key), changes, withheld)
 
 
 def _json(columns: dict[str, pl.Expr], only_when: dict[str, pl.Expr] | None = None) -> pl.Expr:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 
 import duckdb
 
+from ..lea_settings import DEFAULT_SETTINGS, LeaSettings
 from ..upload_spec.files import ENTITIES
 from ..upload_spec.validate import ValidatedUpload
 from ..uploads import Upload
@@ -13,21 +15,6 @@ from .diff import EntityDiff, diff_entity, protected_keys
 from .store import last_applied_upload, read_roster
 
 FINAL_STATUSES = ("applied", "rejected", "duplicate", "superseded")
-
-
-@dataclass(frozen=True)
-class Safeguard:
-    """Hold an upload dropping more than `max_drop_fraction` of a kind AND more than
-    `min_drop_count` records of it (so a 3-student LEA can still lose one student)."""
-
-    max_drop_fraction: float = 0.10
-    min_drop_count: int = 5
-
-    def trips(self, drops: int, active: int) -> bool:
-        return drops > self.min_drop_count and drops > self.max_drop_fraction * active
-
-
-DEFAULT_SAFEGUARD = Safeguard()
 
 
 @dataclass
@@ -42,6 +29,8 @@ class RosterDiff:
     entities: dict[str, EntityDiff] = field(default_factory=dict)
     active: dict[str, int] = field(default_factory=dict)
     held_upload: str = "hold"
+    held_by: str | None = None  # "safeguard" or "blackout" when the decision is "held"
+    settings: LeaSettings = DEFAULT_SETTINGS
 
     def counts(self) -> dict[str, dict[str, int]]:
         return {e: d.counts for e, d in self.entities.items()}
@@ -54,29 +43,39 @@ def plan_upload(
     conn: duckdb.DuckDBPyConnection,
     upload: Upload,
     validated: ValidatedUpload,
-    safeguard: Safeguard = DEFAULT_SAFEGUARD,
+    settings: LeaSettings = DEFAULT_SETTINGS,
     held_upload: str = "hold",
+    today: date | None = None,
 ) -> RosterDiff:
     """Compare an upload with the applied roster and decide what happens to it.
 
     `held_upload` is an operator's word on an upload the safeguard held: `release` applies
     it despite its drops, `reject` refuses it; `hold` (the default) keeps it held.
     """
+    today = today or datetime.now(UTC).date()
     status = conn.execute(
-        "select status, reason from ingest.uploads where upload_id = ?", [upload.upload_id]
+        "select status, reason, held_by from ingest.uploads where upload_id = ?",
+        [upload.upload_id],
     ).fetchone()
     last = last_applied_upload(conn, upload.lea_id)
     base = last[0] if last else None
 
-    def decided(decision: str, reason: str) -> RosterDiff:
+    def decided(decision: str, reason: str, held_by: str | None = None) -> RosterDiff:
         return RosterDiff(
-            upload.upload_id, upload.lea_id, decision, reason, base, held_upload=held_upload
+            upload.upload_id,
+            upload.lea_id,
+            decision,
+            reason,
+            base,
+            held_upload=held_upload,
+            held_by=held_by,
+            settings=settings,
         )
 
     if status and status[0] in FINAL_STATUSES:
         return decided(status[0], status[1] or f"already {status[0]}")
-    was_held = bool(status and status[0] == "held")
-    if was_held and held_upload == "reject":
+    released = bool(status and status[0] == "held" and status[2] == "safeguard")
+    if released and held_upload == "reject":
         return decided("rejected", "an operator rejected the upload after the safeguard held it")
     if not validated.accepted:
         return decided("rejected", "the upload has faults that stop it as a whole; see rejections")
@@ -84,6 +83,14 @@ def plan_upload(
         return decided("superseded", f"an upload received later ({last[0]}) is already applied")
     if last and _fingerprint(conn, last[0]) == upload.fingerprint:
         return decided("duplicate", f"the same files as {last[0]}, already applied")
+    blackout = settings.blackout_on(upload.received_at.date())
+    if blackout and today <= blackout.end:
+        return decided(
+            "held",
+            f"received during the sync blackout {blackout.start} to {blackout.end}; the newest "
+            "upload received in the blackout is applied when it ends",
+            "blackout",
+        )
 
     current = read_roster(conn, upload.lea_id)
     diffs = {
@@ -92,26 +99,26 @@ def plan_upload(
             current[entity],
             validated.tables[entity],
             protected_keys(entity, validated.rejected_keys, current[entity]),
+            drops_allowed=settings.mode == "complete",
         )
         for entity in ENTITIES
     }
     active = {entity: current[entity].height for entity in ENTITIES}
-    plan = RosterDiff(
-        upload.upload_id, upload.lea_id, "apply", "", base, diffs, active, held_upload
-    )
+    plan = decided("apply", "")
+    plan.entities, plan.active = diffs, active
     tripped = [
         f"{d.count('drop')} of {active[e]} {e}"
         for e, d in diffs.items()
-        if safeguard.trips(d.count("drop"), active[e])
+        if settings.threshold(e).trips(d.count("drop"), active[e])
     ]
-    if tripped and was_held and held_upload == "release":
+    if tripped and released and held_upload == "release":
         plan.reason = f"an operator released the upload held for dropping {', '.join(tripped)}"
     elif tripped:
-        plan.decision = "held"
-        plan.reason = (
-            f"the upload would drop {', '.join(tripped)}, more than the safeguard allows "
-            f"({safeguard.max_drop_fraction:.0%} and more than {safeguard.min_drop_count})"
-        )
+        plan.decision, plan.held_by = "held", "safeguard"
+        plan.reason = f"the upload would drop {', '.join(tripped)}, more than the safeguard allows"
+    elif settings.mode == "additions_only":
+        withheld = sum(d.withheld_drops for d in diffs.values())
+        plan.reason = f"additions-only mode: {withheld} records missing from the upload were kept"
     return plan
 
 

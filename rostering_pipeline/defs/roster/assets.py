@@ -5,6 +5,7 @@ import dagster as dg
 import polars as pl
 
 from rostering_pipeline.defs.partitions import lea_partitions
+from rostering_pipeline.lea_settings import LeaSettingsResource
 from rostering_pipeline.report import deliver_report
 from rostering_pipeline.roster.apply import apply_upload
 from rostering_pipeline.roster.checks import dangling_references, key_sample, reconcile
@@ -76,7 +77,8 @@ def _change_metadata(plan: RosterDiff) -> dict[str, dg.MetadataValue]:
             blocking=True,
             description="Holds an upload that would drop more than the safeguard allows "
             "(default: over 10% and over 5 of the LEA's students, staff, classes or "
-            "enrollments). A held upload is not applied until an operator releases it.",
+            "enrollments; per LEA in deploy/lea_settings.toml). A held upload is not applied "
+            "until an operator releases or rejects it (see the README).",
         )
     ],
 )
@@ -84,6 +86,7 @@ def roster_diff(
     context: dg.AssetExecutionContext,
     config: RosterDiffConfig,
     warehouse: WarehouseResource,
+    lea_settings: LeaSettingsResource,
     sftp: SftpResource,
     raw_upload: Upload,
     upload_rejections: pl.DataFrame,
@@ -108,14 +111,20 @@ def roster_diff(
         ],
     )
     with warehouse.connect(read_only=True) as conn:
-        plan = plan_upload(conn, raw_upload, validated, held_upload=config.held_upload)
+        plan = plan_upload(
+            conn,
+            raw_upload,
+            validated,
+            lea_settings.for_lea(raw_upload.lea_id),
+            held_upload=config.held_upload,
+        )
     yield dg.Output(plan, metadata=_change_metadata(plan))
-    held = plan.decision == "held"
+    held = plan.held_by == "safeguard"
     if held:
         with warehouse.connect() as conn:
             conn.execute(
-                "update ingest.uploads set status = 'held', reason = ?, decided_at = ?"
-                " where upload_id = ? and status in ('received', 'held')",
+                "update ingest.uploads set status = 'held', held_by = 'safeguard', reason = ?,"
+                " decided_at = ? where upload_id = ? and status in ('received', 'held')",
                 [plan.reason, datetime.now(UTC), raw_upload.upload_id],
             )
         deliver_report(sftp, raw_upload, plan, upload_rejections)

@@ -1,0 +1,48 @@
+from datetime import UTC, datetime
+
+import dagster as dg
+import duckdb
+
+from rostering_pipeline.defs.jobs import sync_upload_job
+from rostering_pipeline.lea_settings import LeaSettingsResource
+from rostering_pipeline.warehouse import WarehouseResource
+
+
+@dg.sensor(
+    job=sync_upload_job,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="When an LEA's sync blackout ends, applies the newest upload held during it "
+    "(older held uploads are marked superseded when it applies).",
+)
+def blackout_release_sensor(
+    context: dg.SensorEvaluationContext,
+    warehouse: WarehouseResource,
+    lea_settings: LeaSettingsResource,
+) -> dg.SensorResult | dg.SkipReason:
+    """Requests one replay run per LEA whose blackout-held upload may now be applied."""
+    today = datetime.now(UTC).date()
+    try:
+        with warehouse.model_copy(update={"lock_timeout_seconds": 5}).connect(
+            read_only=True
+        ) as conn:
+            held = conn.execute(
+                "select lea_id, arg_max(upload_id, received_at), max(received_at)"
+                " from ingest.uploads where status = 'held' and held_by = 'blackout'"
+                " group by lea_id order by lea_id"
+            ).fetchall()
+    except duckdb.IOException:
+        return dg.SkipReason("the warehouse is busy; trying again on the next tick")
+    runs = []
+    for lea_id, upload_id, received_at in held:
+        blackout = lea_settings.for_lea(lea_id).blackout_on(received_at.date())
+        if blackout is None or today > blackout.end:
+            runs.append(
+                dg.RunRequest(
+                    run_key=f"blackout-release-{upload_id}",
+                    partition_key=lea_id,
+                    run_config={"ops": {"raw_upload": {"config": {"replay_upload_id": upload_id}}}},
+                    tags={"lea_id": lea_id},
+                )
+            )
+    return dg.SensorResult(run_requests=runs)
