@@ -15,6 +15,7 @@ import dagster as dg
 from .embedded_sftp import EmbeddedSftpServer
 from .runner import sync_once
 from .summary import print_summary
+from .warehouse import WarehouseResource
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "data" / "sample_uploads"
@@ -34,6 +35,15 @@ def main(argv: list[str] | None = None) -> int:
         "sync", help="one sensor pass plus the runs it requests, against the configured server"
     )
     sync.add_argument("--quiet-period", type=int, help="override the quiet period (seconds)")
+    explain_cmd = commands.add_parser(
+        "explain",
+        help="a student's, class's or staff member's current roster and every change to it",
+    )
+    explain_cmd.add_argument("--lea", required=True, help="the LEA's 6-digit lea_id")
+    target = explain_cmd.add_mutually_exclusive_group(required=True)
+    target.add_argument("--student", help="the LEA's student_id")
+    target.add_argument("--class", dest="class_id", help="the LEA's class_id")
+    target.add_argument("--staff", help="the LEA's staff_id")
     ui = commands.add_parser("ui", help="the Dagster UI on the demo deployment")
     ui.add_argument("--port", type=int, default=3000)
     args = parser.parse_args(argv)
@@ -43,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.quiet_period is not None:
             os.environ["ROSTERING_QUIET_PERIOD_SECONDS"] = str(args.quiet_period)
         return sync_command()
+    if args.command == "explain":
+        return explain_command(args)
     if args.command == "ui":
         return ui_command(args.port)
     return 2
@@ -75,6 +87,26 @@ def sync_command() -> int:
         )
     print_summary(_warehouse_path(), runs, _say)
     return 0 if all(r.success for r in runs) else 1
+
+
+def explain_command(args: argparse.Namespace) -> int:
+    from .roster.explain import explain, render
+
+    kind, record_id = next(
+        (k, v)
+        for k, v in (("student", args.student), ("class", args.class_id), ("staff", args.staff))
+        if v
+    )
+    path = _warehouse_path()
+    if not path.exists():
+        _say(
+            f"No warehouse at {path}: set ROSTERING_WAREHOUSE "
+            f"(the demo's is {DEMO}/warehouse.duckdb)"
+        )
+        return 1
+    with WarehouseResource(path=str(path)).connect(read_only=True) as conn:
+        _say(render(explain(conn, args.lea, kind, record_id)))
+    return 0
 
 
 def _warehouse_path() -> Path:
