@@ -53,6 +53,12 @@ def test_checks_sensor_and_job_are_defined() -> None:
         ("roster_diff", "mass_drop_safeguard"),
         ("applied_roster", "reconciliation"),
         ("applied_roster", "referential_integrity"),
+        ("raw_upload", "lea_freshness"),
+    }
+    assert {s.name for s in d.sensors} == {
+        "lea_inbox_sensor",
+        "blackout_release_sensor",
+        "sync_run_failure_sensor",
     }
     assert d.resolve_sensor_def("lea_inbox_sensor").job_name == "sync_upload"
     assert d.resolve_job_def("sync_upload").partitions_def.name == "lea"

@@ -3,6 +3,7 @@ import os
 import dagster as dg
 
 from rostering_pipeline.lea_settings import DEFAULT_PATH, LeaSettingsResource
+from rostering_pipeline.notify import Notifier
 from rostering_pipeline.settings import ingest_settings_from_env, sftp_from_env, warehouse_from_env
 
 
@@ -15,5 +16,6 @@ def resources() -> dg.Definitions:
             "warehouse": warehouse_from_env(),
             "ingest_settings": ingest_settings_from_env(),
             "lea_settings": LeaSettingsResource(path=settings_path),
+            "notifier": Notifier(),
         }
     )

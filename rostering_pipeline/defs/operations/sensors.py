@@ -1,0 +1,100 @@
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from dagster_shared.error import SerializableErrorInfo
+
+from rostering_pipeline.defs.jobs import sync_upload_job
+from rostering_pipeline.ingest import find_upload
+from rostering_pipeline.lea_notices import failure_report
+from rostering_pipeline.notify import Notifier
+from rostering_pipeline.report import report_name
+from rostering_pipeline.settings import IngestSettings
+from rostering_pipeline.sftp import SftpResource
+from rostering_pipeline.uploads import Upload, outbox
+from rostering_pipeline.warehouse import WarehouseResource
+
+SOURCE_KEY_TAGS = ("rostering/source_key", "dagster/run_key")
+
+
+@dg.run_failure_sensor(
+    monitored_jobs=[sync_upload_job],
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="When a sync run fails, records why on the upload in ingest.uploads, tells "
+    "the LEA in its outbox that the upload is received and will be retried, and notifies "
+    "the operators (the log, unless another notifier is configured).",
+)
+def sync_run_failure_sensor(
+    context: dg.RunFailureSensorContext,
+    warehouse: WarehouseResource,
+    sftp: SftpResource,
+    ingest_settings: IngestSettings,
+    notifier: Notifier,
+) -> None:
+    run = context.dagster_run
+    lea_id = run.tags.get("lea_id") or run.tags.get("dagster/partition") or "?"
+    steps = [
+        f"{e.step_key}: {_root_cause(e.event_specific_data.error)}"
+        for e in context.get_step_failure_events()
+        if e.event_specific_data and e.event_specific_data.error
+    ]
+    summary = "; ".join(steps) or (context.failure_event.message or "run failed")[:300]
+    held = "mass_drop_safeguard" in summary
+    upload = None
+    try:
+        with warehouse.model_copy(update={"lock_timeout_seconds": 30}).connect() as conn:
+            upload = _upload_of(conn, run, ingest_settings)
+            if upload is not None and not held:
+                conn.execute(
+                    "update ingest.uploads set reason = ? where upload_id = ?"
+                    " and status = 'received'",
+                    [
+                        f"run {run.run_id} failed at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: "
+                        f"{summary}"[:2000],
+                        upload.upload_id,
+                    ],
+                )
+    except duckdb.Error as error:
+        context.log.warning(f"could not record the failure of run {run.run_id}: {error}")
+    if upload is not None and not held:
+        try:
+            sftp.write_bytes(
+                f"{outbox(lea_id)}/{report_name(upload)}",
+                failure_report(upload, run.run_id).encode("utf-8"),
+            )
+        except Exception as error:  # the SFTP server may be what failed
+            context.log.warning(f"could not write the failure report for LEA {lea_id}: {error}")
+    subject = f"LEA {lea_id}: upload held for review" if held else f"LEA {lea_id}: sync run failed"
+    notifier.notify(
+        subject,
+        f"run {run.run_id}, upload {upload.upload_id if upload else 'not yet recorded'}: {summary}",
+    )
+
+
+def _upload_of(
+    conn: duckdb.DuckDBPyConnection, run: dg.DagsterRun, settings: IngestSettings
+) -> Upload | None:
+    """The upload a run worked on: its replay config, its source key tag, or its run id."""
+    archive = Path(settings.archive_root)
+    replay = ((run.run_config or {}).get("ops", {}).get("raw_upload", {}).get("config", {})).get(
+        "replay_upload_id"
+    )
+    if replay:
+        return find_upload(conn, archive, upload_id=replay)
+    for tag in SOURCE_KEY_TAGS:
+        if run.tags.get(tag):
+            found = find_upload(conn, archive, source_key=run.tags[tag])
+            if found:
+                return found
+    row = conn.execute(
+        "select upload_id from ingest.uploads where run_id = ?", [run.run_id]
+    ).fetchone()
+    return find_upload(conn, archive, upload_id=row[0]) if row else None
+
+
+def _root_cause(error: SerializableErrorInfo) -> str:
+    """The innermost error's first line: what went wrong, without Dagster's wrapping."""
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip().splitlines()[0][:300]
