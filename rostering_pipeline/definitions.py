@@ -1,4 +1,4 @@
-"""The code location: everything under defs/, assembled."""
+"""The code location: everything under defs/, assembled, with links to the source."""
 
 from pathlib import Path
 
@@ -7,4 +7,12 @@ import dagster as dg
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+    loaded = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+    return dg.Definitions(
+        assets=dg.with_source_code_references(list(loaded.assets or [])),
+        asset_checks=loaded.asset_checks,
+        jobs=loaded.jobs,
+        schedules=loaded.schedules,
+        sensors=loaded.sensors,
+        resources=loaded.resources,
+    )

@@ -74,3 +74,27 @@ def test_workspace_validates_with_dagster_cli() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "All code locations passed validation" in result.stdout + result.stderr
+
+
+def test_every_definition_explains_itself_to_an_operator() -> None:
+    d = defs()
+    graph = d.resolve_asset_graph()
+
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.description and len(node.description) > 30, key
+        assert node.group_name in {"ingest", "validate", "diff", "apply", "report", "settings"}
+        assert node.kinds, key
+        assert node.owners == ["team:rostering"], key
+        assert "dagster/code_references" in node.metadata, key
+    for check in d.asset_checks or []:
+        for spec in check.check_specs:
+            assert spec.description, spec.key
+    for asset in d.assets or []:
+        for spec in getattr(asset, "check_specs", []):
+            assert spec.description, spec.key
+    for sensor in d.sensors or []:
+        assert sensor.description, sensor.name
+    for job in d.resolve_all_job_defs():
+        if not job.name.startswith("__"):
+            assert job.description, job.name

@@ -5,7 +5,7 @@ import polars as pl
 
 from rostering_pipeline.defs.partitions import lea_partitions
 from rostering_pipeline.quality import record_rejections, rule_counts
-from rostering_pipeline.upload_spec.files import ENTITIES
+from rostering_pipeline.upload_spec.files import BY_ENTITY, ENTITIES
 from rostering_pipeline.upload_spec.validate import validate_upload
 from rostering_pipeline.uploads import Upload
 from rostering_pipeline.validated import to_frames
@@ -61,6 +61,7 @@ def validated_tables(
             output_name=f"validated_{entity}",
             metadata={
                 "dagster/row_count": accepted,
+                "dagster/column_schema": _column_schema(entity, frame),
                 "rejected_rows": frame.height - accepted,
                 "upload_id": upload.upload_id,
             },
@@ -80,4 +81,24 @@ def validated_tables(
             "rejections_by_rule": dg.MetadataValue.json(counts),
             "upload_id": upload.upload_id,
         },
+    )
+
+
+def _column_schema(entity: str, frame: pl.DataFrame) -> dg.TableSchema:
+    spec = BY_ENTITY[entity]
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name,
+                str(frame.schema[name]),
+                description=("key; " if name in spec.key else "")
+                + ("required" if name in spec.required_columns else "optional")
+                if name in spec.columns
+                else {
+                    "_line": "line of the row in the LEA's file",
+                    "_rejected": "true for the key of a rejected row",
+                }.get(name),
+            )
+            for name in frame.columns
+        ]
     )
