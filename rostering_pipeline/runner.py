@@ -14,6 +14,8 @@ from .defs.partitions import lea_partitions
 SENSOR = "lea_inbox_sensor"
 JOB = "sync_upload"
 SOURCE_KEY_TAG = "rostering/source_key"
+#: The terminal shows each step's INFO lines (progress), not Dagster's DEBUG event stream.
+CONSOLE_AT_INFO = {"console": {"config": {"log_level": "INFO"}}}
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def sync_once(
         progress(f"LEA {request.partition_key}: syncing upload…")
         started = time.monotonic()
         outcome = job.execute_in_process(
-            run_config=request.run_config,
+            run_config={**request.run_config, "loggers": CONSOLE_AT_INFO},
             instance=instance,
             partition_key=request.partition_key,
             tags={**request.tags, SOURCE_KEY_TAG: request.run_key or ""},
