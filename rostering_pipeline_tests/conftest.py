@@ -72,6 +72,13 @@ class Pipeline:
         folder = self.sftp_root / lea_id / "outbox"
         return {p.name: p.read_text() for p in sorted(folder.glob("*"))} if folder.exists() else {}
 
+    def check(self, asset: str, name: str) -> dg.AssetCheckEvaluation:
+        """The latest evaluation of an asset check, from the instance's event log."""
+        key = dg.AssetCheckKey(dg.AssetKey(asset), name)
+        records = self.instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+        assert records, f"check {asset}:{name} never ran"
+        return records[0].event.dagster_event.event_specific_data
+
     def inbox(self, lea_id: str) -> list[str]:
         return sorted(p.name for p in (self.sftp_root / lea_id / "inbox").iterdir())
 

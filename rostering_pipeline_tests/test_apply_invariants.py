@@ -186,11 +186,7 @@ def test_reconciliation_catches_a_row_altered_behind_the_pipeline(pipeline: Pipe
 
     runs = pipeline.sync()
 
-    evaluations = pipeline.instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        [dg.AssetCheckKey(dg.AssetKey("applied_roster"), "reconciliation")]
-    )
-    execution = next(iter(evaluations.values()))
-    evaluation = execution.event.dagster_event.event_specific_data
+    evaluation = pipeline.check("applied_roster", "reconciliation")
     assert [r.success for r in runs] == [True]
     assert evaluation.passed is False
     assert evaluation.metadata["differing_keys"].value == {"students": ["S2"]}

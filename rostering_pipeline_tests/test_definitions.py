@@ -54,6 +54,7 @@ def test_checks_sensor_and_job_are_defined() -> None:
         ("applied_roster", "reconciliation"),
         ("applied_roster", "referential_integrity"),
         ("raw_upload", "lea_freshness"),
+        ("upload_rejections", "upload_accepted"),
     }
     assert {s.name for s in d.sensors} == {
         "lea_inbox_sensor",

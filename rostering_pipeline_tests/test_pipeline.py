@@ -136,3 +136,6 @@ def test_upload_missing_a_file_is_rejected_and_roster_kept(pipeline: Pipeline) -
     ) == [("enrollments.csv", "required file is missing", "upload")]
     report = [t for n, t in pipeline.outbox(LEA).items() if n.startswith("sync_report_")][-1]
     assert "Rejected: nothing was applied" in report
+    evaluation = pipeline.check("upload_rejections", "upload_accepted")
+    assert evaluation.passed is False
+    assert evaluation.metadata["faults"].value == ["enrollments.csv: required file is missing"]

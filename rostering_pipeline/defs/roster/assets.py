@@ -74,6 +74,7 @@ def _change_metadata(plan: RosterDiff) -> dict[str, dg.MetadataValue]:
         dg.AssetCheckSpec(
             MASS_DROP_SAFEGUARD,
             asset="roster_diff",
+            partitions_def=lea_partitions,
             blocking=True,
             description="Holds an upload that would drop more than the safeguard allows "
             "(default: over 10% and over 5 of the LEA's students, staff, classes or "
@@ -134,6 +135,8 @@ def roster_diff(
         passed=not held,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
+            "lea_id": raw_upload.lea_id,
+            "upload_id": raw_upload.upload_id,
             "drops_by_entity": {e: d.count("drop") for e, d in plan.entities.items()},
             "active_by_entity": plan.active,
             "reason": plan.reason or "-",
@@ -152,12 +155,14 @@ def roster_diff(
         dg.AssetCheckSpec(
             RECONCILIATION,
             asset="applied_roster",
+            partitions_def=lea_partitions,
             description="After the apply, the roster equals the validated upload minus its "
             "rejections, entity by entity; fails with the differing keys.",
         ),
         dg.AssetCheckSpec(
             REFERENTIAL_INTEGRITY,
             asset="applied_roster",
+            partitions_def=lea_partitions,
             description="Every applied enrollment, class, co-teacher, staff member and "
             "student points at rows that are in the LEA's roster.",
         ),
@@ -216,13 +221,23 @@ def applied_roster(
         check_name=RECONCILIATION,
         passed=not differing,
         metadata={
+            "lea_id": raw_upload.lea_id,
+            "upload_id": raw_upload.upload_id,
             "differing_keys": dg.MetadataValue.json(key_sample(differing)),
-            "checked": applied and validated.accepted,
+            "checked": dg.MetadataValue.text(
+                "yes"
+                if applied and validated.accepted
+                else f"no: nothing applied ({plan.decision})"
+            ),
         },
     )
     yield dg.AssetCheckResult(
         check_name=REFERENTIAL_INTEGRITY,
         passed=not dangling,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"dangling_by_reference": dg.MetadataValue.json(dangling)},
+        metadata={
+            "lea_id": raw_upload.lea_id,
+            "upload_id": raw_upload.upload_id,
+            "dangling_by_reference": dg.MetadataValue.json(dangling),
+        },
     )

@@ -11,6 +11,8 @@ from rostering_pipeline.uploads import Upload
 from rostering_pipeline.validated import to_frames
 from rostering_pipeline.warehouse import WAREHOUSE_POOL, WarehouseResource
 
+UPLOAD_ACCEPTED = "upload_accepted"
+
 DESCRIPTIONS = {
     "campuses": "Campuses of the LEA's upload that pass every rule of campuses.csv.",
     "staff": "Staff members who pass every rule of staff.csv and point at accepted campuses.",
@@ -42,6 +44,16 @@ DESCRIPTIONS = {
     },
     partitions_def=lea_partitions,
     pool=WAREHOUSE_POOL,
+    check_specs=[
+        dg.AssetCheckSpec(
+            UPLOAD_ACCEPTED,
+            asset="upload_rejections",
+            partitions_def=lea_partitions,
+            description="Warns when the LEA's latest upload was rejected as a whole (a missing "
+            "file or column, an unreadable file, another LEA's campus): its roster was left "
+            "as it was, and the LEA has been told what to fix.",
+        )
+    ],
     ins={"raw_upload": dg.AssetIn()},
 )
 def validated_tables(
@@ -71,6 +83,20 @@ def validated_tables(
         f"LEA {upload.lea_id}: upload {upload.upload_id} "
         f"{'accepted' if validated.accepted else 'rejected as a whole'}, "
         f"{validated.rejections.height} rejections"
+    )
+    faults = validated.rejections.filter(pl.col("level") == "upload")
+    yield dg.AssetCheckResult(
+        check_name=UPLOAD_ACCEPTED,
+        asset_key="upload_rejections",
+        passed=validated.accepted,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "lea_id": upload.lea_id,
+            "upload_id": upload.upload_id,
+            "faults": dg.MetadataValue.json(
+                [f"{r['file']}: {r['rule']}" for r in faults.iter_rows(named=True)]
+            ),
+        },
     )
     yield dg.Output(
         validated.rejections,
