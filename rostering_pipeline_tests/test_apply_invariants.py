@@ -255,3 +255,24 @@ def test_crash_during_apply_keeps_roster_and_retry_applies_once(
     assert pl.DataFrame(
         pipeline.query("select student_id from roster.students order by 1"), orient="row"
     ).to_series().to_list() == ["S1", "S3", "S4"]
+
+
+def test_backfill_reapplies_the_latest_archived_upload(pipeline: Pipeline) -> None:
+    pipeline.upload(LEA, day_one(), day=1)
+    pipeline.sync()
+    with duckdb.connect(str(pipeline.warehouse)) as conn:
+        conn.execute("delete from roster.enrollments where student_id = 'S2'")
+
+    backfill = _materialize(pipeline, {})  # what a UI backfill of the LEA's partition runs
+
+    assert backfill.success
+    [(upload_id, status)] = _statuses(pipeline)
+    assert status == "applied"
+    assert pipeline.query("select count(*) from roster.enrollments") == [(3,)]
+    assert pipeline.query(
+        "select key, change from roster.changes where upload_id = ? and applied_at >"
+        " (select min(applied_at) from roster.changes)",
+        [upload_id],
+    ) == [("C1|S2", "add")]
+    assert _materialize(pipeline, {}).success  # again: nothing left to change
+    assert pipeline.query("select count(*) from roster.changes") == [(12 + 1,)]

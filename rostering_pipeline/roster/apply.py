@@ -31,7 +31,13 @@ def apply_upload(
         last = last_applied_upload(conn, upload.lea_id)
         if (last[0] if last else None) != planned.base_upload_id:
             planned = plan_upload(
-                conn, upload, validated, planned.settings, planned.held_upload, today
+                conn,
+                upload,
+                validated,
+                planned.settings,
+                planned.held_upload,
+                today,
+                planned.reapplied,
             )
         failpoint("apply.begin")
         if planned.decision == "apply":
@@ -42,9 +48,16 @@ def apply_upload(
         status = "applied" if planned.decision == "apply" else planned.decision
         conn.execute(
             "update ingest.uploads set status = ?, reason = ?, held_by = ?, decided_at = ?"
-            " where upload_id = ? and status not in ('applied', 'rejected', 'duplicate',"
-            " 'superseded')",
-            [status, planned.reason or None, planned.held_by, now, upload.upload_id],
+            " where upload_id = ? and (? or status not in ('applied', 'rejected', 'duplicate',"
+            " 'superseded'))",
+            [
+                status,
+                planned.reason or None,
+                planned.held_by,
+                now,
+                upload.upload_id,
+                planned.reapplied and status in ("applied", "rejected"),
+            ],
         )
         if status == "applied":
             conn.execute(

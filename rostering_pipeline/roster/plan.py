@@ -31,6 +31,7 @@ class RosterDiff:
     held_upload: str = "hold"
     held_by: str | None = None  # "safeguard" or "blackout" when the decision is "held"
     settings: LeaSettings = DEFAULT_SETTINGS
+    reapplied: bool = False  # an upload decided before, decided again (see plan_upload)
 
     def counts(self) -> dict[str, dict[str, int]]:
         return {e: d.counts for e, d in self.entities.items()}
@@ -46,11 +47,15 @@ def plan_upload(
     settings: LeaSettings = DEFAULT_SETTINGS,
     held_upload: str = "hold",
     today: date | None = None,
+    reapply: bool = False,
 ) -> RosterDiff:
     """Compare an upload with the applied roster and decide what happens to it.
 
     `held_upload` is an operator's word on an upload the safeguard held: `release` applies
     it despite its drops, `reject` refuses it; `hold` (the default) keeps it held.
+    With `reapply`, an upload already applied or rejected that is still the LEA's latest is
+    decided again under today's rules (a backfill after a rule change); the diff against
+    the roster makes this a no-op when nothing changed.
     """
     today = today or datetime.now(UTC).date()
     status = conn.execute(
@@ -70,9 +75,16 @@ def plan_upload(
             held_upload=held_upload,
             held_by=held_by,
             settings=settings,
+            reapplied=again,
         )
 
-    if status and status[0] in FINAL_STATUSES:
+    again = bool(
+        reapply
+        and status
+        and status[0] in ("applied", "rejected")
+        and (last is None or upload.received_at >= last[1])
+    )
+    if status and status[0] in FINAL_STATUSES and not again:
         return decided(status[0], status[1] or f"already {status[0]}")
     released = bool(status and status[0] == "held" and status[2] == "safeguard")
     if released and held_upload == "reject":
@@ -81,7 +93,7 @@ def plan_upload(
         return decided("rejected", "the upload has faults that stop it as a whole; see rejections")
     if last and upload.received_at < last[1]:
         return decided("superseded", f"an upload received later ({last[0]}) is already applied")
-    if last and _fingerprint(conn, last[0]) == upload.fingerprint:
+    if last and not again and _fingerprint(conn, last[0]) == upload.fingerprint:
         return decided("duplicate", f"the same files as {last[0]}, already applied")
     blackout = settings.blackout_on(upload.received_at.date())
     if blackout and today <= blackout.end:
@@ -116,6 +128,8 @@ def plan_upload(
     elif tripped:
         plan.decision, plan.held_by = "held", "safeguard"
         plan.reason = f"the upload would drop {', '.join(tripped)}, more than the safeguard allows"
+    elif again:
+        plan.reason = "decided again under the current rules (a backfill or replay)"
     elif settings.mode == "additions_only":
         withheld = sum(d.withheld_drops for d in diffs.values())
         plan.reason = f"additions-only mode: {withheld} records missing from the upload were kept"

@@ -3,6 +3,7 @@ from typing import Literal
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from rostering_pipeline.defs.partitions import lea_partitions
 from rostering_pipeline.lea_settings import LeaSettingsResource
@@ -27,6 +28,12 @@ class RosterDiffConfig(dg.Config):
     `replay_upload_id`) with `release` to apply it anyway, or `reject` to refuse it."""
 
     held_upload: Literal["hold", "release", "reject"] = "hold"
+    reapply: bool = Field(
+        default=True,
+        description="When the run's upload was already applied or rejected and is still the "
+        "LEA's latest (a backfill or replay), validate it again under today's rules and "
+        "apply the difference. False: report the earlier decision only.",
+    )
 
 
 VALIDATED_INS = {
@@ -118,6 +125,7 @@ def roster_diff(
             validated,
             lea_settings.for_lea(raw_upload.lea_id),
             held_upload=config.held_upload,
+            reapply=config.reapply,
         )
     yield dg.Output(plan, metadata=_change_metadata(plan))
     held = plan.held_by == "safeguard"
