@@ -49,3 +49,27 @@ def test_failed_run_is_recorded_reported_and_notified(
         for r in caplog.records
     )
     assert pipeline.query("select count(*) from roster.students") == [(0,)]
+
+
+def test_held_upload_is_announced_without_overwriting_its_report(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rostering_pipeline_tests.test_apply_invariants import _upload
+
+    pipeline.upload(LEA, _upload(100), day=1)
+    pipeline.sync()
+    pipeline.upload(LEA, _upload(60), day=2)
+    [run] = pipeline.sync()
+    assert not run.success
+
+    with caplog.at_level(logging.ERROR, logger="rostering.notifications"):
+        _run_failure_sensor(pipeline, run.run_id)
+
+    [(status, reason)] = pipeline.query(
+        "select status, reason from ingest.uploads order by received_at desc limit 1"
+    )
+    assert status == "held" and "40 of 100 students" in reason
+    report = sorted(t for n, t in pipeline.outbox(LEA).items() if n.startswith("sync_report_"))
+    assert any("Held for review" in t for t in report)
+    assert not any("a problem on our side" in t for t in report)
+    assert any(f"LEA {LEA}: upload held for review" in r.getMessage() for r in caplog.records)

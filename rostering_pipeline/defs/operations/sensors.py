@@ -40,11 +40,15 @@ def sync_run_failure_sensor(
         if e.event_specific_data and e.event_specific_data.error
     ]
     summary = "; ".join(steps) or (context.failure_event.message or "run failed")[:300]
-    held = "mass_drop_safeguard" in summary
-    upload = None
+    upload, held = None, False
     try:
         with warehouse.model_copy(update={"lock_timeout_seconds": 30}).connect() as conn:
             upload = _upload_of(conn, run, ingest_settings)
+            if upload is not None:
+                status = conn.execute(
+                    "select status from ingest.uploads where upload_id = ?", [upload.upload_id]
+                ).fetchone()
+                held = bool(status and status[0] == "held")
             if upload is not None and not held:
                 conn.execute(
                     "update ingest.uploads set reason = ? where upload_id = ?"
