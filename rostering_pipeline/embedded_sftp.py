@@ -17,8 +17,9 @@ import asyncio
 import hmac
 import logging
 import os
+import posixpath
 import threading
-from collections.abc import Callable
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -148,10 +149,10 @@ class _FaultInjectingSftp(_RootedSftp):
         self,
         chan: asyncssh.SSHServerChannel,
         root: Path,
-        limit: Callable[[], int | None],
+        owner: EmbeddedSftpServer,
     ) -> None:
         super().__init__(chan, root)
-        self._limit = limit
+        self._owner = owner
 
     def _state(self) -> _ConnectionState:
         owner = self.connection.get_owner()
@@ -159,19 +160,57 @@ class _FaultInjectingSftp(_RootedSftp):
         return owner
 
     def read(self, file_obj: object, offset: int, size: int) -> bytes:
-        limit = self._limit()
+        limit = self._owner.cut_after_bytes
         state = self._state()
         if limit is not None and state.file_bytes_sent >= limit:
             # Prefetching clients have many reads queued; cut only once.
-            if not state.cut:
+            if not state.cut and self._owner._take_cut():
                 state.cut = True
                 log.debug("embedded sftp: cutting connection after %d bytes", state.file_bytes_sent)
                 self.connection.abort()
-            raise asyncssh.SFTPConnectionLost("connection cut by fault injection")
+            if state.cut:
+                raise asyncssh.SFTPConnectionLost("connection cut by fault injection")
         data = super().read(file_obj, offset, size)
         assert isinstance(data, bytes)
         state.file_bytes_sent += len(data)
         return data
+
+
+class _WriteDenyingSftp(_FaultInjectingSftp):
+    """Adds the ``deny_writes`` fault: permission denied on writes under given folders.
+
+    The test suite runs as root, for whom file modes deny nothing, so a folder the pipeline
+    may not write to is simulated here, answering as a real server would (SSH_FX_PERMISSION_
+    DENIED) to opening a file for writing, creating a folder, renaming or removing.
+    """
+
+    def _denied(self, *paths: bytes) -> None:
+        for path in paths:
+            full = posixpath.normpath("/" + os.fsdecode(path).lstrip("/"))
+            for prefix in self._owner.deny_writes:
+                if full == prefix or full.startswith(prefix.rstrip("/") + "/"):
+                    raise asyncssh.SFTPPermissionDenied("Permission denied")
+
+    def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
+        if pflags & (asyncssh.FXF_WRITE | asyncssh.FXF_APPEND | asyncssh.FXF_CREAT):
+            self._denied(path)
+        return super().open(path, pflags, attrs)
+
+    def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        self._denied(path)
+        return super().mkdir(path, attrs)
+
+    def rename(self, oldpath: bytes, newpath: bytes) -> None:
+        self._denied(oldpath, newpath)
+        return super().rename(oldpath, newpath)
+
+    def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
+        self._denied(oldpath, newpath)
+        return super().posix_rename(oldpath, newpath)
+
+    def remove(self, path: bytes) -> None:
+        self._denied(path)
+        return super().remove(path)
 
 
 class EmbeddedSftpServer:
@@ -193,6 +232,8 @@ class EmbeddedSftpServer:
         authorized_key_path: Path | None = None,
         host_key_path: Path | None = None,
         cut_after_bytes: int | None = None,
+        cut_times: int | None = None,
+        deny_writes: Iterable[str] = (),
     ) -> None:
         if password is None and authorized_key_path is None:
             raise ValueError("need a password or an authorized_key_path, or nobody can log in")
@@ -205,6 +246,12 @@ class EmbeddedSftpServer:
         self.password = password
         #: Fault injection (tests only); mutable while the server runs.
         self.cut_after_bytes = cut_after_bytes
+        #: How many connections to cut at ``cut_after_bytes`` (None: every one), so a test
+        #: can drop the first download and let the client's retry succeed.
+        self.cuts_left: int | None = cut_times
+        #: Server paths (``/101912/outbox``) under which every write is refused.
+        self.deny_writes: set[str] = set(deny_writes or ())
+        self._cut_lock = threading.Lock()
         self._host_key: asyncssh.SSHKey = (
             asyncssh.read_private_key(host_key_path)
             if host_key_path is not None
@@ -246,6 +293,16 @@ class EmbeddedSftpServer:
         """A known_hosts line pinning this server's host key at its host:port."""
         name = self._host if self.port == 22 else f"[{self._host}]:{self.port}"
         return f"{name} {self.host_public_key}"
+
+    def _take_cut(self) -> bool:
+        """Whether this connection may be cut (counts down ``cuts_left``)."""
+        with self._cut_lock:
+            if self.cuts_left is None:
+                return True
+            if self.cuts_left <= 0:
+                return False
+            self.cuts_left -= 1
+            return True
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -322,7 +379,7 @@ class EmbeddedSftpServer:
         root = self.root
 
         def sftp_factory(chan: asyncssh.SSHServerChannel) -> asyncssh.SFTPServer:
-            return _FaultInjectingSftp(chan, root, lambda: self.cut_after_bytes)
+            return _WriteDenyingSftp(chan, root, self)
 
         return await asyncssh.listen(
             self._host,

@@ -11,9 +11,14 @@ from pathlib import Path
 
 import duckdb
 
-from .sftp import RemoteFile, SftpResource
+from .quality import record_rejections
+from .report import deliver_report
+from .roster.plan import RosterDiff
+from .sftp import FileTooLarge, RemoteFile, SftpResource
+from .upload_spec.rejections import Rejection, rejection_frame
 from .uploads import (
     ArchivedFile,
+    RefusedFile,
     Upload,
     archive_path,
     content_files,
@@ -21,7 +26,11 @@ from .uploads import (
     is_ready_marker,
     make_upload,
     processed,
+    screen_entries,
+    too_large,
+    unsafe_name,
 )
+from .warehouse import WarehouseResource
 
 
 class UploadNotReady(Exception):
@@ -38,13 +47,18 @@ def download_upload(
     lea_id: str,
     key: str,
     files: list[RemoteFile],
+    *,
+    max_file_bytes: int | None = None,
 ) -> Upload:
-    """Archive every file unchanged, by sha256, before anything parses it.
+    """Archive every acceptable file unchanged, by sha256, before anything parses it.
 
     A file that changed since it was listed fails the step: the upload is picked up again once
-    it settles, and nothing half-written is ever read.
+    it settles, and nothing half-written is ever read. Entries the pipeline will not read
+    (links, folders, unsafe names, files over `max_file_bytes`) are never opened; they come
+    back as the upload's `refused` entries.
     """
-    current = {(f.name, f.size, f.mtime) for f in inbox_files(sftp, lea_id)}
+    listing = sftp.list_dir(inbox(lea_id))
+    current = {(f.name, f.size, f.mtime) for f in content_files(listing) if f.kind == "file"}
     changed = [f.name for f in files if (f.name, f.size, f.mtime) not in current]
     if changed:
         raise UploadNotReady(
@@ -52,11 +66,55 @@ def download_upload(
             "upload was seen complete. Nothing was applied; the sensor will pick the upload "
             "up again once its files stop changing."
         )
-    return make_upload(lea_id, key, [_archive(sftp, archive_root, lea_id, f) for f in files])
+    wanted = {(f.name, f.size, f.mtime) for f in files}
+    entries = [
+        f for f in content_files(listing) if (f.name, f.size, f.mtime) in wanted or f.kind != "file"
+    ]
+    accepted, refused = screen_entries(entries, max_file_bytes or 1 << 62)
+    archived = []
+    for remote in accepted:
+        try:
+            archived.append(_archive(sftp, archive_root, lea_id, remote, max_file_bytes))
+        except FileTooLarge:
+            refused.append(too_large(remote, max_file_bytes or 0))
+    return make_upload(lea_id, key, archived, refused)
+
+
+def refusal_rejections(upload: Upload) -> list[Rejection]:
+    """The upload's refused entries as rejections that stop the whole upload."""
+    return [
+        Rejection(f.shown_name, None, None, f.rule, None, f.fix, "upload") for f in upload.refused
+    ]
+
+
+def reject_refused_upload(
+    sftp: SftpResource, warehouse: WarehouseResource, upload: Upload, now: datetime
+) -> None:
+    """Reject an upload whose inbox held entries the pipeline refuses, and tell the LEA.
+
+    Recorded like any rejected upload (status, quality.rejections, a sync report in outbox/),
+    so nothing downstream has to know about it; doing it again changes nothing."""
+    rejections = rejection_frame(refusal_rejections(upload))
+    reason = "the inbox held entries the pipeline does not read: " + "; ".join(
+        f"{f.shown_name} ({f.rule})" for f in upload.refused
+    )
+    with warehouse.connect() as conn:
+        record_rejections(conn, upload, rejections, now)
+        conn.execute(
+            "update ingest.uploads set status = 'rejected', reason = ?, decided_at = ?"
+            " where upload_id = ? and status = 'received'",
+            [reason[:2000], now, upload.upload_id],
+        )
+    plan = RosterDiff(upload.upload_id, upload.lea_id, "rejected", reason, None)
+    deliver_report(sftp, upload, plan, rejections)
 
 
 def _archive(
-    sftp: SftpResource, archive_root: Path, lea_id: str, remote: RemoteFile
+    sftp: SftpResource,
+    archive_root: Path,
+    lea_id: str,
+    remote: RemoteFile,
+    max_file_bytes: int | None = None,
 ) -> ArchivedFile:
     staging = archive_root / ".incoming"
     staging.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -64,9 +122,14 @@ def _archive(
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        after = sftp.download(f"{inbox(lea_id)}/{remote.name}", tmp)
+        after = sftp.download(f"{inbox(lea_id)}/{remote.name}", tmp, max_file_bytes)
         size = tmp.stat().st_size
-        if (after.size, after.mtime, size) != (remote.size, remote.mtime, remote.size):
+        if (after.size, after.mtime, after.kind, size) != (
+            remote.size,
+            remote.mtime,
+            "file",
+            remote.size,
+        ):
             raise UploadNotReady(
                 f"LEA {lea_id}: {remote.name} changed while it was being downloaded. Nothing "
                 "was applied; the upload will be picked up again once the file stops changing."
@@ -132,6 +195,7 @@ def find_upload(
     ).fetchone()
     if row is None:
         return None
+    entries = json.loads(row[4])
     files = tuple(
         ArchivedFile(
             f["name"],
@@ -140,16 +204,34 @@ def find_upload(
             f["sha256"],
             str(archive_path(archive_root, row[1], f["sha256"])),
         )
-        for f in json.loads(row[4])
+        for f in entries
+        if not f.get("refused")
     )
-    return Upload(row[0], row[1], row[2], row[3], files)
+    refused = tuple(
+        RefusedFile(f["name"], f["size"], f["mtime"], f["kind"], f["refused"], f["fix"])
+        for f in entries
+        if f.get("refused")
+    )
+    return Upload(row[0], row[1], row[2], row[3], files, refused)
 
 
 def clear_inbox(sftp: SftpResource, upload: Upload) -> None:
-    """Move the upload's files to processed/<upload_id>/: an empty inbox tells the LEA."""
-    markers = [f.name for f in sftp.list_dir(inbox(upload.lea_id)) if is_ready_marker(f.name)]
+    """Move the upload's files to processed/<upload_id>/: an empty inbox tells the LEA.
+
+    Only the versions that were received move: a file the LEA replaced since stays for the
+    next upload. Refused regular files go too (a rejected upload also leaves the inbox
+    empty); folders, links and files whose names are unsafe in a path are left untouched."""
+    received = {(f.name, f.size, f.mtime) for f in upload.files} | {
+        (f.name, f.size, f.mtime) for f in upload.refused if f.kind == "file"
+    }
     sftp.move_files(
-        [f.name for f in upload.files] + markers,
+        [
+            f.name
+            for f in sftp.list_dir(inbox(upload.lea_id))
+            if f.kind == "file"
+            and unsafe_name(f) is None
+            and ((f.name, f.size, f.mtime) in received or is_ready_marker(f.name))
+        ],
         inbox(upload.lea_id),
         processed(upload.lea_id, upload.upload_id),
     )

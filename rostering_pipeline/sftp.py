@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import dagster as dg
 import paramiko
+from paramiko.sftp import CMD_CLOSE, CMD_NAME, CMD_OPENDIR, CMD_READDIR
 from pydantic import Field
 
 log = logging.getLogger(__name__)
@@ -30,14 +31,23 @@ class SftpError(Exception):
     """An SFTP problem an operator must fix (host key, credentials, permissions)."""
 
 
+class FileTooLarge(SftpError):
+    """A file grew past the size limit while it was being downloaded."""
+
+
 @dataclass(frozen=True)
 class RemoteFile:
-    """A directory entry as the server reports it; mtime is the server's, in whole seconds."""
+    """A directory entry as the server reports it; mtime is the server's, in whole seconds.
+
+    `kind` comes from lstat, so a link is a "link" whatever it points at. A name that is not
+    UTF-8 is kept readable (undecodable bytes escaped) with `utf8_name` False, so one odd
+    name cannot stop the listing of every LEA."""
 
     name: str
     size: int
     mtime: int
     kind: str  # "file", "dir", "link" or "other"
+    utf8_name: bool = True
 
 
 class SftpResource(dg.ConfigurableResource):
@@ -150,26 +160,27 @@ class SftpResource(dg.ConfigurableResource):
 
     def list_lea_folders(self) -> list[str]:
         with self.session() as sftp:
-            return sorted(
-                e.filename
-                for e in sftp.listdir_attr("/")
-                if LEA_FOLDER.match(e.filename) and stat.S_ISDIR(e.st_mode or 0)
-            )
+            return _lea_folders(sftp)
 
     def list_inboxes(self) -> dict[str, list[RemoteFile]]:
-        """Every LEA folder's inbox in one connection (the sensor's whole tick)."""
+        """Every LEA folder's inbox in one connection (the sensor's whole tick).
+
+        An inbox the pipeline may not read is skipped with a warning rather than stopping
+        every other LEA's sync."""
         with self.session() as sftp:
-            leas = sorted(
-                e.filename
-                for e in sftp.listdir_attr("/")
-                if LEA_FOLDER.match(e.filename) and stat.S_ISDIR(e.st_mode or 0)
-            )
             inboxes = {}
-            for lea_id in leas:
+            for lea_id in _lea_folders(sftp):
                 try:
                     inboxes[lea_id] = _entries(sftp, f"/{lea_id}/inbox")
                 except FileNotFoundError:
                     continue
+                except PermissionError:
+                    log.warning(
+                        "LEA %s: permission denied listing /%s/inbox; give the pipeline's SFTP "
+                        "user read access to it",
+                        lea_id,
+                        lea_id,
+                    )
             return inboxes
 
     def list_dir(self, path: str) -> list[RemoteFile]:
@@ -178,20 +189,37 @@ class SftpResource(dg.ConfigurableResource):
 
     # Transfers ---------------------------------------------------------------------------
 
-    def download(self, remote_path: str, local_path: Path) -> RemoteFile:
-        """Fetch one file with prefetch; returns the server's stat taken after the transfer,
-        so the caller can tell whether it changed while being read."""
+    def download(
+        self, remote_path: str, local_path: Path, max_bytes: int | None = None
+    ) -> RemoteFile:
+        """Fetch one file with prefetch; returns the server's lstat taken after the transfer,
+        so the caller can tell whether it changed (or became a link) while being read.
+
+        A dropped connection starts the file again from the first byte into a fresh local
+        file, so a partial transfer is never what the caller gets. More than `max_bytes`
+        stops the transfer: a file that grows without end cannot fill the archive's disk."""
 
         def fetch() -> RemoteFile:
             with self.session() as sftp:
-                with local_path.open("wb") as out:
-                    sftp.getfo(remote_path, out, prefetch=True, max_concurrent_prefetch_requests=64)
-                attrs = sftp.stat(remote_path)
+                with sftp.open(remote_path, "rb") as remote, local_path.open("wb") as out:
+                    size = remote.stat().st_size or 0
+                    if max_bytes is not None and size > max_bytes:
+                        raise FileTooLarge(f"{remote_path} is {size:,} bytes, over {max_bytes:,}")
+                    remote.prefetch(size, max_concurrent_requests=64)
+                    copied = 0
+                    while chunk := remote.read(1 << 15):
+                        copied += len(chunk)
+                        if max_bytes is not None and copied > max_bytes:
+                            raise FileTooLarge(
+                                f"{remote_path} grew past {max_bytes:,} bytes while downloading"
+                            )
+                        out.write(chunk)
+                attrs = sftp.lstat(remote_path)
                 return RemoteFile(
                     posixpath.basename(remote_path),
                     attrs.st_size or 0,
                     int(attrs.st_mtime or 0),
-                    "file",
+                    _kind(attrs.st_mode or 0),
                 )
 
         return self._retry(fetch, what=f"download {remote_path}")
@@ -210,8 +238,9 @@ class SftpResource(dg.ConfigurableResource):
             self._retry(put, what=f"write {remote_path}")
         except PermissionError:
             raise SftpError(
-                f"Permission denied writing {remote_path}. Give the pipeline's SFTP user write "
-                "access to that folder."
+                f"Permission denied writing {remote_path}. Give the pipeline's SFTP user "
+                f"write access to {posixpath.dirname(remote_path)}/; nothing is lost, and the "
+                "file is written when the run is retried."
             ) from None
 
     def move_files(self, names: list[str], source_dir: str, target_dir: str) -> None:
@@ -229,21 +258,67 @@ class SftpResource(dg.ConfigurableResource):
         self._retry(move, what=f"move files to {target_dir}")
 
 
+def _lea_folders(sftp: paramiko.SFTPClient) -> list[str]:
+    return [e.name for e in _entries(sftp, "/") if LEA_FOLDER.match(e.name) and e.kind == "dir"]
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "link"
+    return "other"
+
+
 def _entries(sftp: paramiko.SFTPClient, path: str) -> list[RemoteFile]:
     entries = []
-    for e in sftp.listdir_attr(path):
-        mode = e.st_mode or 0
-        kind = (
-            "file"
-            if stat.S_ISREG(mode)
-            else "dir"
-            if stat.S_ISDIR(mode)
-            else "link"
-            if stat.S_ISLNK(mode)
-            else "other"
+    for raw, attrs in _listdir_raw(sftp, path):
+        try:
+            name, utf8 = raw.decode("utf-8"), True
+        except UnicodeDecodeError:
+            name, utf8 = raw.decode("utf-8", "backslashreplace"), False
+        entries.append(
+            RemoteFile(
+                name,
+                attrs.st_size or 0,
+                int(attrs.st_mtime or 0),
+                _kind(attrs.st_mode or 0),
+                utf8,
+            )
         )
-        entries.append(RemoteFile(e.filename, e.st_size or 0, int(e.st_mtime or 0), kind))
     return sorted(entries, key=lambda f: f.name)
+
+
+def _listdir_raw(
+    sftp: paramiko.SFTPClient, path: str
+) -> list[tuple[bytes, paramiko.SFTPAttributes]]:
+    """paramiko's listdir_attr, keeping names as bytes.
+
+    paramiko decodes every name as strict UTF-8, so a single file named in Windows-1252 would
+    make listing the whole server fail. This reads the same SSH_FXP_READDIR replies through
+    paramiko's request machinery and leaves decoding to the caller."""
+    _, msg = sftp._request(CMD_OPENDIR, sftp._adjust_cwd(path))
+    handle = msg.get_binary()
+    found: list[tuple[bytes, paramiko.SFTPAttributes]] = []
+    try:
+        while True:
+            try:
+                kind, msg = sftp._request(CMD_READDIR, handle)
+            except EOFError:
+                break
+            if kind != CMD_NAME:
+                raise paramiko.SFTPError(f"expected a name list reading {path}")
+            for _ in range(msg.get_int()):
+                name = msg.get_string()
+                msg.get_string()  # longname, for humans
+                attrs = paramiko.SFTPAttributes._from_msg(msg)
+                if name not in (b".", b".."):
+                    found.append((name, attrs))
+    finally:
+        sftp._request(CMD_CLOSE, handle)
+    return found
 
 
 def _makedirs(sftp: paramiko.SFTPClient, path: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -12,6 +13,8 @@ from pathlib import Path, PurePosixPath
 from .sftp import RemoteFile
 
 DEFAULT_QUIET_PERIOD_SECONDS = 120
+#: Longest file name a POSIX file system (and so an SFTP server) stores.
+MAX_NAME_BYTES = 255
 
 
 def is_ready_marker(name: str) -> bool:
@@ -40,6 +43,27 @@ class ArchivedFile:
 
 
 @dataclass(frozen=True)
+class RefusedFile:
+    """An inbox entry the pipeline will not read: why, and what the LEA should do about it.
+
+    Hostile or mistaken entries (a link, a folder, a name with a line break, a file over the
+    size limit) are refused before anything downloads them, and the upload they came with is
+    rejected as a whole, so the LEA hears about them instead of a run crashing.
+    """
+
+    name: str
+    size: int
+    mtime: int
+    kind: str
+    rule: str
+    fix: str
+
+    @property
+    def shown_name(self) -> str:
+        return visible_name(self.name)
+
+
+@dataclass(frozen=True)
 class Upload:
     """One upload of one LEA, its files archived by content hash before anything reads them."""
 
@@ -48,11 +72,17 @@ class Upload:
     received_at: datetime
     source_key: str
     files: tuple[ArchivedFile, ...] = field(default_factory=tuple)
+    refused: tuple[RefusedFile, ...] = field(default_factory=tuple)
 
     @property
     def fingerprint(self) -> str:
-        """Same files, same bytes: same fingerprint (a re-sent upload is a duplicate)."""
-        listing = sorted((f.name.lower(), f.sha256) for f in self.files)
+        """Same files, same bytes: same fingerprint (a re-sent upload is a duplicate).
+
+        Refused entries count too, so fixing an inbox (removing a link, say) makes a new
+        upload rather than a repeat of the rejected one."""
+        listing: list = sorted((f.name.lower(), f.sha256) for f in self.files)
+        if self.refused:
+            listing += sorted([f.name, f.kind, f.size, f.mtime, "refused"] for f in self.refused)
         return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
 
     @property
@@ -65,18 +95,122 @@ class Upload:
                 {"name": f.name, "size": f.size, "mtime": f.mtime, "sha256": f.sha256}
                 for f in self.files
             ]
+            + [
+                {
+                    "name": f.name,
+                    "size": f.size,
+                    "mtime": f.mtime,
+                    "sha256": None,
+                    "kind": f.kind,
+                    "refused": f.rule,
+                    "fix": f.fix,
+                }
+                for f in self.refused
+            ]
         )
 
     def read_files(self) -> dict[str, bytes]:
         return {f.name: Path(f.archive_path).read_bytes() for f in self.files}
 
 
-def make_upload(lea_id: str, key: str, files: list[ArchivedFile]) -> Upload:
-    received = max((f.mtime for f in files), default=0)
+def make_upload(
+    lea_id: str, key: str, files: list[ArchivedFile], refused: list[RefusedFile] | None = None
+) -> Upload:
+    refused = sorted(refused or [], key=lambda f: f.name)
+    received = max((f.mtime for f in [*files, *refused]), default=0)
     received_at = datetime.fromtimestamp(received, tz=UTC)
-    stub = Upload("", lea_id, received_at, key, tuple(sorted(files, key=lambda f: f.name)))
+    stub = Upload(
+        "", lea_id, received_at, key, tuple(sorted(files, key=lambda f: f.name)), tuple(refused)
+    )
     upload_id = f"{lea_id}-{stub.upload_time}-{stub.fingerprint[:8]}"
-    return Upload(upload_id, lea_id, received_at, key, stub.files)
+    return Upload(upload_id, lea_id, received_at, key, stub.files, stub.refused)
+
+
+def visible_name(name: str) -> str:
+    """A file name as it can be shown in a report or a log line: control characters escaped."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name
+    )
+
+
+def unsafe_name(file: RemoteFile) -> str | None:
+    """Why a name cannot be used to address the file safely, or None when it can.
+
+    The pipeline builds server paths from names (to download and to move to processed/), so a
+    name must be one path component: no separators, no `.`/`..`, nothing invisible."""
+    name = file.name
+    if not file.utf8_name:
+        return "file name is not valid UTF-8"
+    if name in ("", ".", ".."):
+        return "file name is empty, '.' or '..'"
+    if "/" in name or "\\" in name:
+        return "file name contains a path separator (/ or \\)"
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in name):
+        return "file name contains a line break or another invisible control character"
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        return f"file name is longer than {MAX_NAME_BYTES} bytes"
+    return None
+
+
+RENAME_FIX = (
+    "Rename the file to the name the upload format gives it (students.csv, staff.csv, …), "
+    "using only letters, digits, spaces, '.', '-' and '_', and upload again."
+)
+
+
+def too_large(f: RemoteFile, max_file_bytes: int) -> RefusedFile:
+    return RefusedFile(
+        f.name,
+        f.size,
+        f.mtime,
+        f.kind,
+        f"file is larger than the limit of {max_file_bytes:,} bytes",
+        "Check that this is the right export (an upload's files are usually far smaller); if "
+        "your files really are this large, ask the operators to raise the limit.",
+    )
+
+
+def screen_entries(
+    entries: list[RemoteFile], max_file_bytes: int
+) -> tuple[list[RemoteFile], list[RefusedFile]]:
+    """Split inbox entries into files the pipeline may download and entries it refuses.
+
+    Only regular files with safe names within the size limit are ever opened; links are never
+    followed (one could point at another LEA's folder), folders are never entered."""
+    accepted: list[RemoteFile] = []
+    refused: list[RefusedFile] = []
+
+    def refuse(f: RemoteFile, rule: str, fix: str) -> None:
+        refused.append(RefusedFile(f.name, f.size, f.mtime, f.kind, rule, fix))
+
+    for f in entries:
+        bad_name = unsafe_name(f)
+        if bad_name:
+            refuse(f, bad_name, RENAME_FIX)
+        elif f.kind == "dir":
+            refuse(
+                f,
+                "a folder where a file should be",
+                "Put the upload's files directly in inbox/, not in a folder, and remove the "
+                "folder from inbox/.",
+            )
+        elif f.kind == "link":
+            refuse(
+                f,
+                "a symbolic link, not a file",
+                "Upload the file itself rather than a link to it, and remove the link.",
+            )
+        elif f.kind != "file":
+            refuse(
+                f,
+                "not a regular file",
+                "Upload only CSV files (or a .zip of them) to inbox/ and remove this entry.",
+            )
+        elif f.size > max_file_bytes:
+            refused.append(too_large(f, max_file_bytes))
+        else:
+            accepted.append(f)
+    return accepted, refused
 
 
 def archive_path(archive_root: Path, lea_id: str, sha256: str) -> Path:

@@ -1,3 +1,4 @@
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,9 +11,10 @@ from rostering_pipeline.ingest import (
     find_upload,
     inbox_files,
     record_upload,
+    reject_refused_upload,
 )
 from rostering_pipeline.settings import IngestSettings
-from rostering_pipeline.sftp import RemoteFile, SftpResource
+from rostering_pipeline.sftp import RemoteFile, SftpError, SftpResource
 from rostering_pipeline.uploads import Upload, source_key
 from rostering_pipeline.warehouse import WarehouseResource
 
@@ -38,6 +40,7 @@ class RawUploadConfig(dg.Config):
     kinds={"sftp"},
     owners=["team:rostering"],
     retry_policy=dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL),
+    output_required=False,
 )
 def raw_upload(
     context: dg.AssetExecutionContext,
@@ -45,33 +48,31 @@ def raw_upload(
     sftp: SftpResource,
     warehouse: WarehouseResource,
     ingest_settings: IngestSettings,
-) -> dg.Output[Upload]:
+) -> Iterator[dg.Output[Upload]]:
     """An LEA's upload from its SFTP inbox, archived unchanged by sha256 and recorded."""
     lea_id = context.partition_key
-    archive_root = Path(ingest_settings.archive_root)
-    upload = _known_upload(lea_id, config, warehouse, archive_root)
-    if upload is None:
-        files = [RemoteFile(f.name, f.size, f.mtime, "file") for f in config.files]
-        if not files:
-            files = inbox_files(sftp, lea_id)
-        key = source_key(lea_id, files)
-        with warehouse.connect(read_only=True) as conn:
-            upload = find_upload(conn, archive_root, source_key=key)
-        if upload is None and files:
-            upload = download_upload(sftp, archive_root, lea_id, key, files)
-        if upload is None:
-            with warehouse.connect(read_only=True) as conn:
-                upload = find_upload(conn, archive_root, latest_of_lea=lea_id)
-        if upload is None:
-            raise dg.Failure(
-                f"LEA {lea_id} has no files in /{lea_id}/inbox/ and no archived upload to "
-                "replay. Nothing to do until the LEA uploads."
-            )
-    with warehouse.connect() as conn:
-        record_upload(conn, upload, datetime.now(UTC), context.run.run_id)
-    clear_inbox(sftp, upload)
-    context.log.info(f"LEA {lea_id}: upload {upload.upload_id} with {len(upload.files)} files")
-    return dg.Output(
+    try:
+        upload = _receive(lea_id, config, sftp, warehouse, ingest_settings)
+        with warehouse.connect() as conn:
+            record_upload(conn, upload, datetime.now(UTC), context.run.run_id)
+        if upload.refused:
+            # Nothing of an upload with refused entries is read: the LEA is told what to fix
+            # and the later steps are skipped (the run succeeds; the roster is untouched).
+            reject_refused_upload(sftp, warehouse, upload, datetime.now(UTC))
+        clear_inbox(sftp, upload)
+    except SftpError as error:
+        # A wrong key, login or permission does not heal by retrying the step at once (the
+        # resource already retried transient faults); fail with what to fix.
+        raise dg.Failure(
+            f"LEA {lea_id}: {error}", allow_retries=False, metadata={"lea_id": lea_id}
+        ) from None
+    context.log.info(
+        f"LEA {lea_id}: upload {upload.upload_id} with {len(upload.files)} files"
+        + (f", {len(upload.refused)} refused: upload rejected" if upload.refused else "")
+    )
+    if upload.refused:
+        return
+    yield dg.Output(
         upload,
         metadata={
             "upload_id": upload.upload_id,
@@ -87,6 +88,40 @@ def raw_upload(
     )
 
 
+def _receive(
+    lea_id: str,
+    config: RawUploadConfig,
+    sftp: SftpResource,
+    warehouse: WarehouseResource,
+    ingest_settings: IngestSettings,
+) -> Upload:
+    """The run's upload: the one to replay, one already archived, or the inbox's files."""
+    archive_root = Path(ingest_settings.archive_root)
+    upload = _known_upload(lea_id, config, warehouse, archive_root)
+    if upload is not None:
+        return upload
+    files = [RemoteFile(f.name, f.size, f.mtime, "file") for f in config.files]
+    if not files:
+        files = inbox_files(sftp, lea_id)
+    key = source_key(lea_id, files)
+    with warehouse.connect(read_only=True) as conn:
+        upload = find_upload(conn, archive_root, source_key=key)
+    if upload is None and files:
+        upload = download_upload(
+            sftp, archive_root, lea_id, key, files, max_file_bytes=ingest_settings.max_file_bytes
+        )
+    if upload is None:
+        with warehouse.connect(read_only=True) as conn:
+            upload = find_upload(conn, archive_root, latest_of_lea=lea_id)
+    if upload is None:
+        raise dg.Failure(
+            f"LEA {lea_id} has no files in /{lea_id}/inbox/ and no archived upload to "
+            "replay. Nothing to do until the LEA uploads.",
+            allow_retries=False,
+        )
+    return upload
+
+
 def _known_upload(
     lea_id: str, config: RawUploadConfig, warehouse: WarehouseResource, archive_root: Path
 ) -> Upload | None:
@@ -97,6 +132,7 @@ def _known_upload(
     if upload is None or upload.lea_id != lea_id:
         raise dg.Failure(
             f"Upload {config.replay_upload_id} is not an archived upload of LEA {lea_id}. "
-            "Pick an upload_id from ingest.uploads for this LEA."
+            "Pick an upload_id from ingest.uploads for this LEA.",
+            allow_retries=False,
         )
     return upload

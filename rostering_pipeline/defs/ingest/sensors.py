@@ -1,13 +1,27 @@
 import json
 import time
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import duckdb
 
 from rostering_pipeline.defs.jobs import sync_upload_job
 from rostering_pipeline.defs.partitions import lea_partitions
 from rostering_pipeline.settings import IngestSettings
 from rostering_pipeline.sftp import SftpResource
-from rostering_pipeline.uploads import scan_inboxes
+from rostering_pipeline.uploads import CompleteUpload, scan_inboxes
+from rostering_pipeline.warehouse import WarehouseResource
+
+#: Every sync run names the upload it is for (the inbox listing's source key), so the sensor
+#: can tell an upload whose runs all failed from one that is queued, running or done.
+UPLOAD_KEY_TAG = "rostering/upload_key"
+#: Runs the sensor starts again by itself for an upload whose runs failed (a crash, a
+#: restart, a dropped connection); past this, an operator re-executes (see the README).
+MAX_AUTOMATIC_RETRIES = 3
+#: How long the tick waits for the warehouse; a busy warehouse postpones recovery one tick.
+WAREHOUSE_WAIT_SECONDS = 3.0
+#: Uploads decided longer ago than this are not looked at again by the recovery pass.
+RECOVERY_WINDOW = timedelta(days=2)
 
 
 @dg.sensor(
@@ -16,13 +30,17 @@ from rostering_pipeline.uploads import scan_inboxes
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Lists every LEA's SFTP inbox; when an upload is complete (a `ready` file, "
     "or no change for the quiet period) requests one sync run for it, registering the LEA "
-    "as a partition the first time.",
+    "as a partition the first time. An upload whose runs all failed (a crash, a restart) "
+    f"is requested again, at most {MAX_AUTOMATIC_RETRIES} times.",
 )
 def lea_inbox_sensor(
-    context: dg.SensorEvaluationContext, sftp: SftpResource, ingest_settings: IngestSettings
+    context: dg.SensorEvaluationContext,
+    sftp: SftpResource,
+    ingest_settings: IngestSettings,
+    warehouse: WarehouseResource,
 ) -> dg.SensorResult:
     """Starts a run per complete upload; re-ticks are harmless because the run key names the
-    inbox listing (names, sizes, server mtimes)."""
+    inbox listing (names, sizes, server mtimes) and the attempt."""
     pending = json.loads(context.cursor) if context.cursor else {}
     inboxes = sftp.list_inboxes()
     complete, pending = scan_inboxes(
@@ -30,26 +48,8 @@ def lea_inbox_sensor(
     )
     known = set(context.instance.get_dynamic_partitions(lea_partitions.name))
     new_leas = sorted({u.lea_id for u in complete} - known)
-    runs = [
-        dg.RunRequest(
-            run_key=upload.source_key,
-            partition_key=upload.lea_id,
-            run_config={
-                "ops": {
-                    "raw_upload": {
-                        "config": {
-                            "files": [
-                                {"name": f.name, "size": f.size, "mtime": f.mtime}
-                                for f in upload.files
-                            ]
-                        }
-                    }
-                }
-            },
-            tags={"lea_id": upload.lea_id},
-        )
-        for upload in complete
-    ]
+    runs = [r for upload in complete if (r := _inbox_request(context.instance, upload))]
+    runs += _recovery_requests(context, warehouse, {u.source_key for u in complete})
     return dg.SensorResult(
         run_requests=runs,
         dynamic_partitions_requests=[lea_partitions.build_add_request(new_leas)]
@@ -57,3 +57,93 @@ def lea_inbox_sensor(
         else [],
         cursor=json.dumps(pending, sort_keys=True),
     )
+
+
+def failed_attempts(
+    instance: dg.DagsterInstance, upload_key: str, *, failed_after: datetime | None = None
+) -> int | None:
+    """How many runs of this upload failed, or None when none should start now: one is
+    queued, running or succeeded, an operator cancelled one, the retries are used up, or
+    the last failure is older than `failed_after` (the upload was decided since)."""
+    records = instance.get_run_records(
+        dg.RunsFilter(tags={UPLOAD_KEY_TAG: upload_key}), limit=MAX_AUTOMATIC_RETRIES + 2
+    )
+    if any(r.dagster_run.status != dg.DagsterRunStatus.FAILURE for r in records):
+        return None
+    if len(records) > MAX_AUTOMATIC_RETRIES:
+        return None
+    if failed_after is not None and records:
+        ended = records[0].end_time or records[0].update_timestamp.timestamp()
+        if ended < failed_after.timestamp():
+            return None
+    return len(records)
+
+
+def _run_key(base: str, attempt: int) -> str:
+    return base if attempt == 0 else f"{base}-retry{attempt}"
+
+
+def _inbox_request(instance: dg.DagsterInstance, upload: CompleteUpload) -> dg.RunRequest | None:
+    attempt = failed_attempts(instance, upload.source_key)
+    if attempt is None:
+        return None
+    return dg.RunRequest(
+        run_key=_run_key(upload.source_key, attempt),
+        partition_key=upload.lea_id,
+        run_config={
+            "ops": {
+                "raw_upload": {
+                    "config": {
+                        "files": [
+                            {"name": f.name, "size": f.size, "mtime": f.mtime} for f in upload.files
+                        ]
+                    }
+                }
+            }
+        },
+        tags={"lea_id": upload.lea_id, UPLOAD_KEY_TAG: upload.source_key},
+    )
+
+
+def _recovery_requests(
+    context: dg.SensorEvaluationContext, warehouse: WarehouseResource, in_inbox: set[str]
+) -> list[dg.RunRequest]:
+    """Replays of archived uploads whose runs died after receiving them.
+
+    Once received, an upload's files have left the inbox, so only ingest.uploads remembers
+    it. One that is still `received`, or was decided lately but whose last run failed (after
+    the roster was applied, on writing the report, say), is replayed from the archive: the
+    apply is idempotent and the report is delivered on the replay. Held uploads wait for an
+    operator and are left alone."""
+    try:
+        with warehouse.model_copy(update={"lock_timeout_seconds": WAREHOUSE_WAIT_SECONDS}).connect(
+            read_only=True
+        ) as conn:
+            rows = conn.execute(
+                "select upload_id, lea_id, source_key,"
+                " case when status = 'received' then null else decided_at end"
+                " from ingest.uploads"
+                " where status = 'received' or (status <> 'held' and decided_at > ?)"
+                " order by received_at",
+                [datetime.now(UTC) - RECOVERY_WINDOW],
+            ).fetchall()
+    except (duckdb.IOException, duckdb.CatalogException) as error:
+        # The warehouse is busy (a run holds it) or not created yet: try on the next tick.
+        context.log.info(f"recovery pass skipped this tick: {type(error).__name__}")
+        return []
+    runs = []
+    for upload_id, lea_id, upload_key, decided_at in rows:
+        if upload_key in in_inbox:
+            continue  # still in the inbox: the inbox request above covers it
+        attempt = failed_attempts(context.instance, upload_key, failed_after=decided_at)
+        if not attempt:  # None, or 0: no run has failed (it ran in-process, say)
+            continue
+        runs.append(
+            dg.RunRequest(
+                run_key=_run_key(upload_id, attempt),
+                partition_key=lea_id,
+                run_config={"ops": {"raw_upload": {"config": {"replay_upload_id": upload_id}}}},
+                tags={"lea_id": lea_id, UPLOAD_KEY_TAG: upload_key},
+            )
+        )
+    return runs

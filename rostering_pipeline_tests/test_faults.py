@@ -1,0 +1,274 @@
+"""Faults on the way in and out: a dropped connection, a file still being written, a wrong
+host key or login, a server that is down, an outbox the pipeline may not write. Each against
+the real loopback SFTP server, DuckDB file and Dagster instance: the pipeline keeps working,
+loses nothing, and says what to fix."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
+from rostering_pipeline.generator import LeaSpec
+from rostering_pipeline.sftp import SftpError
+from rostering_pipeline_tests.conftest import Pipeline
+from rostering_pipeline_tests.faults import (
+    assert_archive_whole,
+    execute,
+    failure_messages,
+    generated_files,
+    sensor_requests,
+)
+from rostering_pipeline_tests.uploads import day_one
+
+LEA = "101912"
+SPEC = LeaSpec(LEA, students=400)
+
+
+def _roster_size(pipeline: Pipeline) -> int:
+    return pipeline.query("select count(*) from roster.students")[0][0]
+
+
+def test_connection_dropped_mid_download_is_retried_and_applied_once(
+    pipeline: Pipeline,
+    sftp_server: EmbeddedSftpServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    files = generated_files(tmp_path, SPEC)
+    assert len(files["students.csv"]) > 16_384
+    pipeline.upload(LEA, files)
+    sftp_server.cut_after_bytes, sftp_server.cuts_left = 8_192, 1
+
+    with caplog.at_level(logging.WARNING, logger="rostering_pipeline.sftp"):
+        runs = pipeline.sync()
+
+    assert sftp_server.cuts_left == 0, "the fault never fired"
+    assert any("retrying" in r.getMessage() for r in caplog.records)
+    assert [r.success for r in runs] == [True]
+    archived = assert_archive_whole(Path(pipeline.env["ROSTERING_ARCHIVE"]))
+    assert sorted(p.read_bytes() for p in archived) == sorted(files.values())
+    assert pipeline.query("select status from ingest.uploads") == [("applied",)]
+    assert _roster_size(pipeline) == files["students.csv"].count(b"\n") - 1
+    assert pipeline.query(
+        "select count(*) from roster.changes where entity = 'students' and change = 'add'"
+    ) == [(_roster_size(pipeline),)]
+
+
+def test_download_failing_every_attempt_fails_the_run_and_the_retry_applies_once(
+    pipeline: Pipeline,
+    sftp_server: EmbeddedSftpServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ROSTERING_SFTP_RETRIES", "1")
+    monkeypatch.setenv("ROSTERING_SFTP_RETRY_BACKOFF_SECONDS", "0.05")
+    files = generated_files(tmp_path, SPEC)
+    pipeline.upload(LEA, files)
+    sftp_server.cut_after_bytes = 8_192  # every connection, every attempt
+
+    [failed] = pipeline.sync()
+
+    assert not failed.success
+    message = failure_messages(pipeline, failed.run_id)
+    assert f"LEA {LEA}: Could not download /{LEA}/inbox/" in message
+    assert "after 2 attempts" in message and "Check that the server is up" in message
+    assert_archive_whole(Path(pipeline.env["ROSTERING_ARCHIVE"]))
+    assert pipeline.query("select count(*) from ingest.uploads") == [(0,)]
+    assert pipeline.inbox(LEA) == sorted([*files, "ready"])  # still there to retry
+
+    sftp_server.cut_after_bytes = None
+    [retried] = pipeline.sync()
+
+    assert retried.success
+    assert pipeline.query("select status from ingest.uploads") == [("applied",)]
+    assert pipeline.query("select count(*) from roster.changes where entity = 'students'") == [
+        (_roster_size(pipeline),)
+    ]
+    assert pipeline.sync() == []  # nothing left to do, nothing applied twice
+
+
+def test_file_still_growing_is_not_read_until_the_inbox_is_quiet(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ROSTERING_QUIET_PERIOD_SECONDS", "2")
+    files = generated_files(tmp_path, SPEC)
+    inbox = pipeline.sftp_root / LEA / "inbox"
+    inbox.mkdir(parents=True)
+    for name, content in files.items():
+        if name != "students.csv":
+            (inbox / name).write_bytes(content)
+    students = files["students.csv"]
+    chunks = [students[i : i + len(students) // 5 + 1] for i in range(0, len(students), 
+              len(students) // 5 + 1)]  # fmt: skip
+    finished = threading.Event()
+
+    def lea_writes_slowly() -> None:
+        with (inbox / "students.csv").open("wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+                out.flush()
+                time.sleep(0.7)
+        finished.set()
+
+    writer = threading.Thread(target=lea_writes_slowly, daemon=True)
+    writer.start()
+    runs = []
+    ticks_while_writing = 0
+    deadline = time.monotonic() + 30
+    while not runs and time.monotonic() < deadline:
+        writing = not finished.is_set()
+        runs = pipeline.sync()
+        if writing:
+            ticks_while_writing += 1
+            assert runs == [], "a run started while students.csv was still being written"
+        time.sleep(0.3)
+    writer.join(timeout=5)
+
+    assert ticks_while_writing >= 3
+    assert [r.success for r in runs] == [True]
+    archived = {
+        p.read_bytes() for p in assert_archive_whole(Path(pipeline.env["ROSTERING_ARCHIVE"]))
+    }
+    assert students in archived  # the whole file, never a prefix of it
+    assert not any(students.startswith(a) and a != students for a in archived)
+    assert pipeline.query("select status from ingest.uploads") == [("applied",)]
+
+
+def test_wrong_host_key_is_refused_naming_the_host(
+    pipeline: Pipeline, sftp_server: EmbeddedSftpServer
+) -> None:
+    pipeline.upload(LEA, day_one())
+    other_key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+    impostor = f"[{sftp_server.host}]:{sftp_server.port} {' '.join(other_key.split()[:2])}"
+    Path(pipeline.env["ROSTERING_SFTP_KNOWN_HOSTS"]).write_text(impostor + "\n")
+
+    with pytest.raises(
+        SftpError, match=rf"\[127\.0\.0\.1\]:{sftp_server.port} presented a host key"
+    ):
+        pipeline.sync()
+
+    assert not Path(pipeline.env["ROSTERING_ARCHIVE"]).exists()  # nothing downloaded
+    assert pipeline.inbox(LEA) == sorted([*day_one(), "ready"])
+
+
+def test_host_key_changed_between_sensor_and_run_fails_the_run_with_the_fix(
+    pipeline: Pipeline, sftp_server: EmbeddedSftpServer
+) -> None:
+    pipeline.upload(LEA, day_one())
+    [request] = sensor_requests(pipeline).run_requests
+    other_key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+    Path(pipeline.env["ROSTERING_SFTP_KNOWN_HOSTS"]).write_text(
+        f"[{sftp_server.host}]:{sftp_server.port} {' '.join(other_key.split()[:2])}\n"
+    )
+
+    result = execute(pipeline, request)
+
+    assert not result.success
+    message = failure_messages(pipeline, result.run_id)
+    assert f"LEA {LEA}:" in message and "presented a host key that does not match" in message
+    assert "update ROSTERING_SFTP_KNOWN_HOSTS" in message
+    assert not Path(pipeline.env["ROSTERING_ARCHIVE"]).exists()
+    assert pipeline.query("select count(*) from ingest.uploads") == [(0,)]
+
+
+def test_wrong_password_fails_the_run_and_the_upload_stays_retryable(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline.upload(LEA, day_one(), day=1)
+    pipeline.sync()
+    before = pipeline.query("select * from roster.students order by student_id")
+    files = day_one()
+    files["students.csv"] += "S9,Ada,Lim,2016-01-02,04,101912001\n"
+    pipeline.upload(LEA, files, day=2)
+    [request] = sensor_requests(pipeline).run_requests
+    monkeypatch.setenv("ROSTERING_SFTP_PASSWORD", "not-the-password")
+
+    result = execute(pipeline, request)
+
+    assert not result.success
+    message = failure_messages(pipeline, result.run_id)
+    assert f"LEA {LEA}:" in message and "refused the login of user 'rostering'" in message
+    assert "Check ROSTERING_SFTP_USER and ROSTERING_SFTP_PASSWORD" in message
+    assert "not-the-password" not in message
+    assert pipeline.query("select * from roster.students order by student_id") == before
+    assert "students.csv" in pipeline.inbox(LEA)
+
+    monkeypatch.setenv("ROSTERING_SFTP_PASSWORD", pipeline.env["ROSTERING_SFTP_PASSWORD"])
+    [retried] = pipeline.sync()
+
+    assert retried.success
+    assert pipeline.query("select status from ingest.uploads order by received_at") == [
+        ("applied",),
+        ("applied",),
+    ]
+    assert pipeline.query("select key from roster.changes where upload_id in (select upload_id"
+                          " from ingest.uploads where received_at = (select max(received_at)"
+                          " from ingest.uploads))") == [("S9",)]  # fmt: skip
+
+
+def test_server_down_fails_the_run_and_the_upload_is_applied_when_it_is_back(
+    pipeline: Pipeline, sftp_server: EmbeddedSftpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROSTERING_SFTP_RETRIES", "1")
+    monkeypatch.setenv("ROSTERING_SFTP_RETRY_BACKOFF_SECONDS", "0.05")
+    pipeline.upload(LEA, day_one())
+    [request] = sensor_requests(pipeline).run_requests
+    sftp_server.stop()
+
+    result = execute(pipeline, request)
+
+    assert not result.success
+    message = failure_messages(pipeline, result.run_id)
+    assert (
+        f"LEA {LEA}: Could not connect to 127.0.0.1:{sftp_server.port} after 2 attempts" in message
+    )
+    assert "Check that the server is up and reachable" in message
+    assert pipeline.query("select count(*) from ingest.uploads") == [(0,)]
+    assert pipeline.query("select count(*) from roster.students") == [(0,)]
+
+    with EmbeddedSftpServer(pipeline.sftp_root) as back:
+        monkeypatch.setenv("ROSTERING_SFTP_PORT", str(back.port))
+        Path(pipeline.env["ROSTERING_SFTP_KNOWN_HOSTS"]).write_text(back.host_key_line + "\n")
+        [retried] = pipeline.sync()
+
+    assert retried.success
+    assert pipeline.query("select status from ingest.uploads") == [("applied",)]
+    assert _roster_size(pipeline) == 3
+
+
+def test_outbox_permission_denied_fails_the_run_and_the_retry_delivers_the_report(
+    pipeline: Pipeline, sftp_server: EmbeddedSftpServer
+) -> None:
+    pipeline.upload(LEA, day_one())
+    sftp_server.deny_writes = {f"/{LEA}/outbox"}
+
+    [failed] = pipeline.sync()
+
+    assert not failed.success
+    message = failure_messages(pipeline, failed.run_id)
+    assert f"Permission denied writing /{LEA}/outbox/sync_report_" in message
+    assert "write access" in message
+    assert pipeline.outbox(LEA) == {}
+    # The roster was applied before the report failed; the upload stays retryable.
+    [(upload_id, status)] = pipeline.query("select upload_id, status from ingest.uploads")
+    assert status == "applied"
+    changes = pipeline.query("select count(*) from roster.changes")
+
+    sftp_server.deny_writes = set()
+    [retried] = pipeline.sync()
+
+    assert retried.success
+    assert pipeline.instance.get_run_by_id(retried.run_id).tags["dagster/partition"] == LEA
+    assert pipeline.query("select count(*) from roster.changes") == changes  # idempotent
+    assert pipeline.query("select upload_id, status from ingest.uploads") == [
+        (upload_id, "applied")
+    ]
+    report = next(t for n, t in pipeline.outbox(LEA).items() if n.startswith("sync_report_"))
+    assert "**Applied**" in report
+    assert pipeline.sync() == []  # delivered: not retried again
