@@ -29,6 +29,7 @@ from .uploads import (
     screen_entries,
     too_large,
     unsafe_name,
+    visible_name,
 )
 from .warehouse import WarehouseResource
 
@@ -52,8 +53,8 @@ def download_upload(
 ) -> Upload:
     """Archive every acceptable file unchanged, by sha256, before anything parses it.
 
-    A file that changed since it was listed fails the step: the upload is picked up again once
-    it settles, and nothing half-written is ever read. Entries the pipeline will not read
+    A file that changed since it was listed raises UploadNotReady: the upload is picked up
+    again once it settles, and nothing half-written is ever read. Entries the pipeline will not read
     (links, folders, unsafe names, files over `max_file_bytes`) are never opened; they come
     back as the upload's `refused` entries.
     """
@@ -62,9 +63,9 @@ def download_upload(
     changed = [f.name for f in files if (f.name, f.size, f.mtime) not in current]
     if changed:
         raise UploadNotReady(
-            f"LEA {lea_id}: {', '.join(changed)} changed or disappeared in inbox/ after the "
-            "upload was seen complete. Nothing was applied; the sensor will pick the upload "
-            "up again once its files stop changing."
+            f"LEA {lea_id}: {', '.join(map(visible_name, changed))} changed or disappeared in "
+            "inbox/ after the upload was seen complete. Nothing was read; the sensor picks the "
+            "upload up again once its files stop changing."
         )
     wanted = {(f.name, f.size, f.mtime) for f in files}
     entries = [
@@ -116,8 +117,7 @@ def _archive(
     remote: RemoteFile,
     max_file_bytes: int | None = None,
 ) -> ArchivedFile:
-    staging = archive_root / ".incoming"
-    staging.mkdir(parents=True, exist_ok=True, mode=0o700)
+    staging = private_dir(archive_root, ".incoming")
     fd, tmp_name = tempfile.mkstemp(dir=staging)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -131,17 +131,32 @@ def _archive(
             remote.size,
         ):
             raise UploadNotReady(
-                f"LEA {lea_id}: {remote.name} changed while it was being downloaded. Nothing "
-                "was applied; the upload will be picked up again once the file stops changing."
+                f"LEA {lea_id}: {visible_name(remote.name)} changed while it was being "
+                "downloaded. Nothing was read; the sensor picks the upload up again once the "
+                "file stops changing."
             )
         digest = _sha256(tmp)
         target = archive_path(archive_root, lea_id, digest)
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(archive_root, *target.parent.relative_to(archive_root).parts)
         tmp.chmod(0o400)
         os.replace(tmp, target)
         return ArchivedFile(remote.name, remote.size, remote.mtime, digest, str(target))
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def private_dir(root: Path, *parts: str) -> Path:
+    """`root/parts…`, each folder the pipeline creates readable by its own user only.
+
+    The archive holds every student's record as the LEA sent it, and `mkdir(parents=True)`
+    would give every folder but the last the umask's mode (often world-readable)."""
+    paths = [root]
+    for part in parts:
+        paths.append(paths[-1] / part)
+    for path in paths:
+        if not path.is_dir():
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return paths[-1]
 
 
 def _sha256(path: Path) -> str:

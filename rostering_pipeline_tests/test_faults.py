@@ -272,3 +272,29 @@ def test_outbox_permission_denied_fails_the_run_and_the_retry_delivers_the_repor
     report = next(t for n, t in pipeline.outbox(LEA).items() if n.startswith("sync_report_"))
     assert "**Applied**" in report
     assert pipeline.sync() == []  # delivered: not retried again
+
+
+def test_file_changed_after_ready_is_not_read_and_the_settled_upload_is_applied(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.upload(LEA, day_one())
+    [request] = sensor_requests(pipeline).run_requests
+    # The LEA put `ready` first and is still writing students.csv when the run starts.
+    with (pipeline.sftp_root / LEA / "inbox" / "students.csv").open("a") as out:
+        out.write("S9,Ada,Lim,2016-01-02,04,101912001\n")
+
+    result = execute(pipeline, request)
+
+    assert result.success  # the LEA still writing is not a fault of the pipeline
+    assert not result.asset_materializations_for_node("raw_upload")
+    assert not Path(pipeline.env["ROSTERING_ARCHIVE"]).exists()  # nothing was read
+    assert not pipeline.warehouse.exists() or pipeline.query(
+        "select count(*) from ingest.uploads"
+    ) == [(0,)]
+    assert pipeline.inbox(LEA) == sorted([*day_one(), "ready"])
+
+    [settled] = pipeline.sync()
+
+    assert settled.success
+    assert pipeline.query("select status from ingest.uploads") == [("applied",)]
+    assert _roster_size(pipeline) == 4  # the whole file, with the row written last

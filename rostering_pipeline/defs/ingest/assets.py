@@ -6,6 +6,7 @@ import dagster as dg
 
 from rostering_pipeline.defs.partitions import lea_partitions
 from rostering_pipeline.ingest import (
+    UploadNotReady,
     clear_inbox,
     download_upload,
     find_upload,
@@ -60,12 +61,13 @@ def raw_upload(
             # and the later steps are skipped (the run succeeds; the roster is untouched).
             reject_refused_upload(sftp, warehouse, upload, datetime.now(UTC))
         clear_inbox(sftp, upload)
+    except UploadNotReady as error:
+        # The LEA is still writing: not a fault. The changed listing is a new upload to the
+        # sensor, which requests it once it is complete; this run reads and applies nothing.
+        context.log.warning(str(error))
+        return
     except SftpError as error:
-        # A wrong key, login or permission does not heal by retrying the step at once (the
-        # resource already retried transient faults); fail with what to fix.
-        raise dg.Failure(
-            f"LEA {lea_id}: {error}", allow_retries=False, metadata={"lea_id": lea_id}
-        ) from None
+        raise _needs_operator(lea_id, error) from None
     context.log.info(
         f"LEA {lea_id}: upload {upload.upload_id} with {len(upload.files)} files"
         + (f", {len(upload.refused)} refused: upload rejected" if upload.refused else "")
@@ -86,6 +88,13 @@ def raw_upload(
             "fingerprint": upload.fingerprint,
         },
     )
+
+
+def _needs_operator(lea_id: str, error: SftpError) -> dg.Failure:
+    """A wrong key, login or permission does not heal by retrying the step at once (the
+    resource already retried transient faults): fail with what to fix. The sensor requests
+    the upload again on a later tick, when the fix may be in."""
+    return dg.Failure(f"LEA {lea_id}: {error}", allow_retries=False, metadata={"lea_id": lea_id})
 
 
 def _receive(
