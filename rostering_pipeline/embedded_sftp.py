@@ -177,23 +177,27 @@ class _FaultInjectingSftp(_RootedSftp):
 
 
 class _WriteDenyingSftp(_FaultInjectingSftp):
-    """Adds the ``deny_writes`` fault: permission denied on writes under given folders.
+    """Adds the ``deny_writes`` and ``deny_reads`` faults: permission denied on writes (or
+    file reads) under given paths.
 
     The test suite runs as root, for whom file modes deny nothing, so a folder the pipeline
-    may not write to is simulated here, answering as a real server would (SSH_FX_PERMISSION_
-    DENIED) to opening a file for writing, creating a folder, renaming or removing.
+    may not write to, or a file it may not read, is simulated here, answering as a real
+    server would (SSH_FX_PERMISSION_DENIED) to opening a file, creating a folder, renaming or
+    removing.
     """
 
-    def _denied(self, *paths: bytes) -> None:
+    def _denied(self, *paths: bytes, prefixes: Iterable[str] | None = None) -> None:
         for path in paths:
             full = posixpath.normpath("/" + os.fsdecode(path).lstrip("/"))
-            for prefix in self._owner.deny_writes:
+            for prefix in self._owner.deny_writes if prefixes is None else prefixes:
                 if full == prefix or full.startswith(prefix.rstrip("/") + "/"):
                     raise asyncssh.SFTPPermissionDenied("Permission denied")
 
     def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
         if pflags & (asyncssh.FXF_WRITE | asyncssh.FXF_APPEND | asyncssh.FXF_CREAT):
             self._denied(path)
+        if pflags & asyncssh.FXF_READ:
+            self._denied(path, prefixes=self._owner.deny_reads)
         return super().open(path, pflags, attrs)
 
     def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
@@ -234,6 +238,7 @@ class EmbeddedSftpServer:
         cut_after_bytes: int | None = None,
         cut_times: int | None = None,
         deny_writes: Iterable[str] = (),
+        deny_reads: Iterable[str] = (),
     ) -> None:
         if password is None and authorized_key_path is None:
             raise ValueError("need a password or an authorized_key_path, or nobody can log in")
@@ -251,6 +256,8 @@ class EmbeddedSftpServer:
         self.cuts_left: int | None = cut_times
         #: Server paths (``/101912/outbox``) under which every write is refused.
         self.deny_writes: set[str] = set(deny_writes or ())
+        #: Server paths (``/101912/inbox/students.csv``) no file under which may be read.
+        self.deny_reads: set[str] = set(deny_reads or ())
         self._cut_lock = threading.Lock()
         self._host_key: asyncssh.SSHKey = (
             asyncssh.read_private_key(host_key_path)

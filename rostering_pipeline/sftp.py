@@ -136,18 +136,29 @@ class SftpResource(dg.ConfigurableResource):
     def _host_id(self) -> str:
         return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
 
-    def _retry(self, action: Callable[[], T], *, what: str) -> T:
+    def _retry(self, action: Callable[[], T], *, what: str, access: str | None = None) -> T:
+        """`action`, again after a transient fault; a refusal becomes an SftpError saying
+        which access the pipeline's user lacks (`access`, e.g. "write access to /x/"), since
+        no retry mends a permission."""
         for attempt in range(self.retries + 1):
             try:
                 return action()
-            except (SftpError, PermissionError, FileNotFoundError):
+            except PermissionError:
+                if access is None:
+                    raise
+                raise SftpError(
+                    f"Permission denied: could not {what} on {self._host_id()}. Give the "
+                    f"pipeline's SFTP user '{self.username}' {access}; nothing is lost, and "
+                    "this is done again when the run is retried."
+                ) from None
+            except (SftpError, FileNotFoundError):
                 raise
             except (*TRANSIENT, OSError) as error:
                 if attempt == self.retries:
                     raise SftpError(
                         f"Could not {what} after {self.retries + 1} attempts: {error}. "
-                        "Check that the server is up and reachable; the upload stays in the "
-                        "inbox and will be retried."
+                        "Check that the server is up and reachable; nothing is lost, and the "
+                        "upload is retried."
                     ) from error
                 delay = self.retry_backoff_seconds * 2**attempt
                 log.warning(
@@ -184,8 +195,11 @@ class SftpResource(dg.ConfigurableResource):
             return inboxes
 
     def list_dir(self, path: str) -> list[RemoteFile]:
-        with self.session() as sftp:
-            return _entries(sftp, path)
+        def listing() -> list[RemoteFile]:
+            with self.session() as sftp:
+                return _entries(sftp, path)
+
+        return self._retry(listing, what=f"list {path}", access=f"read access to {path}/")
 
     # Transfers ---------------------------------------------------------------------------
 
@@ -222,7 +236,9 @@ class SftpResource(dg.ConfigurableResource):
                     _kind(attrs.st_mode or 0),
                 )
 
-        return self._retry(fetch, what=f"download {remote_path}")
+        return self._retry(
+            fetch, what=f"download {remote_path}", access=f"read access to {remote_path}"
+        )
 
     def write_bytes(self, remote_path: str, data: bytes) -> None:
         """Write a file atomically: to a temporary name, then renamed into place."""
@@ -234,14 +250,11 @@ class SftpResource(dg.ConfigurableResource):
                 sftp.putfo(io.BytesIO(data), partial, confirm=True)
                 sftp.posix_rename(partial, remote_path)
 
-        try:
-            self._retry(put, what=f"write {remote_path}")
-        except PermissionError:
-            raise SftpError(
-                f"Permission denied writing {remote_path}. Give the pipeline's SFTP user "
-                f"write access to {posixpath.dirname(remote_path)}/; nothing is lost, and the "
-                "file is written when the run is retried."
-            ) from None
+        self._retry(
+            put,
+            what=f"write {remote_path}",
+            access=f"write access to {posixpath.dirname(remote_path)}/",
+        )
 
     def move_files(self, names: list[str], source_dir: str, target_dir: str) -> None:
         """Move files out of an inbox once archived (an empty inbox tells the LEA so)."""
@@ -255,7 +268,11 @@ class SftpResource(dg.ConfigurableResource):
                     except FileNotFoundError:
                         continue  # already moved by an earlier attempt
 
-        self._retry(move, what=f"move files to {target_dir}")
+        self._retry(
+            move,
+            what=f"move files from {source_dir}/ to {target_dir}/",
+            access=f"write access to {source_dir}/ and {posixpath.dirname(target_dir)}/",
+        )
 
 
 def _lea_folders(sftp: paramiko.SFTPClient) -> list[str]:

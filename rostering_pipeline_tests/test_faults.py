@@ -252,8 +252,8 @@ def test_outbox_permission_denied_fails_the_run_and_the_retry_delivers_the_repor
 
     assert not failed.success
     message = failure_messages(pipeline, failed.run_id)
-    assert f"Permission denied writing /{LEA}/outbox/sync_report_" in message
-    assert "write access" in message
+    assert f"Permission denied: could not write /{LEA}/outbox/sync_report_" in message
+    assert f"Give the pipeline's SFTP user 'rostering' write access to /{LEA}/outbox/" in message
     assert pipeline.outbox(LEA) == {}
     # The roster was applied before the report failed; the upload stays retryable.
     [(upload_id, status)] = pipeline.query("select upload_id, status from ingest.uploads")
@@ -298,3 +298,57 @@ def test_file_changed_after_ready_is_not_read_and_the_settled_upload_is_applied(
     assert settled.success
     assert pipeline.query("select status from ingest.uploads") == [("applied",)]
     assert _roster_size(pipeline) == 4  # the whole file, with the row written last
+
+
+def test_processed_folder_not_writable_fails_the_run_and_the_retry_applies_once(
+    pipeline: Pipeline, sftp_server: EmbeddedSftpServer
+) -> None:
+    pipeline.upload(LEA, day_one())
+    sftp_server.deny_writes = {f"/{LEA}/processed"}
+
+    [failed] = pipeline.sync()
+
+    assert not failed.success
+    message = failure_messages(pipeline, failed.run_id)
+    assert (
+        f"LEA {LEA}: Permission denied: could not move files from /{LEA}/inbox/ to /{LEA}/processed/"
+        in message
+    )
+    assert f"write access to /{LEA}/inbox/ and /{LEA}/processed/" in message
+    # Received and archived, not applied; the files wait in the inbox.
+    assert pipeline.query("select status from ingest.uploads") == [("received",)]
+    assert len(assert_archive_whole(Path(pipeline.env["ROSTERING_ARCHIVE"]))) == len(day_one())
+    assert pipeline.query("select count(*) from roster.students") == [(0,)]
+    assert pipeline.inbox(LEA) == sorted([*day_one(), "ready"])
+
+    sftp_server.deny_writes = set()
+    [retried] = pipeline.sync()
+
+    assert retried.success
+    assert pipeline.query("select status from ingest.uploads") == [("applied",)]
+    assert pipeline.query("select count(*) from roster.changes where entity = 'students'") == [(3,)]
+    assert pipeline.inbox(LEA) == []
+    assert pipeline.sync() == []
+
+
+def test_unreadable_inbox_file_fails_the_run_naming_it_and_nothing_is_read(
+    pipeline: Pipeline, sftp_server: EmbeddedSftpServer
+) -> None:
+    pipeline.upload(LEA, day_one())
+    sftp_server.deny_reads = {f"/{LEA}/inbox/students.csv"}
+
+    [failed] = pipeline.sync()
+
+    assert not failed.success
+    message = failure_messages(pipeline, failed.run_id)
+    assert f"Permission denied: could not download /{LEA}/inbox/students.csv" in message
+    assert f"read access to /{LEA}/inbox/students.csv" in message
+    assert pipeline.query("select count(*) from ingest.uploads") == [(0,)]
+    assert_archive_whole(Path(pipeline.env["ROSTERING_ARCHIVE"]))
+    assert pipeline.inbox(LEA) == sorted([*day_one(), "ready"])
+
+    sftp_server.deny_reads = set()
+    [retried] = pipeline.sync()
+
+    assert retried.success
+    assert pipeline.query("select status from ingest.uploads") == [("applied",)]

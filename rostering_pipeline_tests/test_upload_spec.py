@@ -254,3 +254,111 @@ def test_header_only_file_and_trailing_blank_line() -> None:
     assert read_upload_file(STUDENTS, f"{HEADER}\n".encode()).frame.height == 0
     read = read_upload_file(STUDENTS, f"{HEADER}\nS1,A,B,2016-03-04,04,101912001\n\n".encode())
     assert read.frame.select("student_id", "_line").rows() == [("S1", 2)]
+
+
+@pytest.mark.parametrize(
+    ("data", "rows"),
+    [
+        (f"{HEADER}\rS1,A,B,2016-03-04,04,101912001\rS2,C,D,2016-03-04,04,101912001\r", [("S1", 2), ("S2", 3)]),
+        (f"{HEADER}\nS1,A,B,2016-03-04,04,101912001\n,,,,,\n \nS2,C,D,2016-03-04,04,101912001", [("S1", 2), ("S2", 5)]),
+        (f"{HEADER},,\nS1,A,B,2016-03-04,04,101912001,,\n", [("S1", 2)]),
+        ('"student_id","first_name","last_name","birth_date","grade","campus_id"\n"S1","A","B","2016-03-04","04","101912001"\n', [("S1", 2)]),
+        (f"{HEADER}\nS1,A,B,2016-03-04,04\n", [("S1", 2)]),
+    ],
+    ids=["CR line endings", "blank and comma-only rows skipped", "empty trailing columns", "every field quoted", "short row padded"],
+)  # fmt: skip
+def test_reading_variants(data: str, rows: list[tuple[str, int]]) -> None:
+    read = read_upload_file(STUDENTS, data.encode())
+
+    assert read.frame.select("student_id", "_line").rows() == rows
+    assert read.warnings == []
+
+
+def test_the_same_header_twice_rejects_the_upload() -> None:
+    data = f"{HEADER},grade\nS1,A,B,2016-03-04,04,101912001,05\n".encode()
+
+    with pytest.raises(UploadRejected, match="column appears twice in the header") as raised:
+        read_upload_file(STUDENTS, data)
+
+    assert (raised.value.rejections[0].line, raised.value.rejections[0].column) == (1, "grade")
+
+
+@pytest.mark.parametrize(
+    ("data", "rule", "line", "value"),
+    [
+        ("student_id\n".encode("utf-16"), "file is UTF-16 text, not UTF-8 or Windows-1252", 1, None),
+        (f"{HEADER}\nS1,A,B,2016-03-04,04,101912001,x\n".encode(), "row has 7 fields but the header has 6", 2, "S1,A,B,2016-03-04,04,101912001,x"),
+        (f'{HEADER}\nS1,"A,B,2016-03-04,04,101912001\nS2,A,B,2016-03-04,04,101912001\n'.encode(), "file cannot be parsed as CSV", 2, 'S1,"A,B,2016-03-04,04,101912001'),
+        (f"\n{HEADER}\n".encode(), "the first line is blank", 1, None),
+        (f"{HEADER}\nS1,A,B\x9d,2016-03-04,04,101912001\n".encode("latin-1"), "file cannot be decoded: it is neither UTF-8 nor Windows-1252", 2, "byte 0x9d"),
+    ],
+    ids=["UTF-16", "too many fields", "unterminated quote", "blank first line", "undecodable"],
+)  # fmt: skip
+def test_structural_faults_name_their_line(
+    data: bytes, rule: str, line: int, value: str | None
+) -> None:
+    with pytest.raises(UploadRejected) as raised:
+        read_upload_file(STUDENTS, data)
+
+    fault = raised.value.rejections[0]
+    assert (fault.rule, fault.line, fault.value, fault.level) == (rule, line, value, "upload")
+
+
+def test_a_large_windows_1252_file_is_read_in_bulk() -> None:
+    rows = "".join(f"S{i},Zoë,Peña,2016-03-04,04,101912001\n" for i in range(20_000))
+    data = f"{HEADER}\n{rows}".encode("cp1252")
+
+    read = read_upload_file(STUDENTS, data)
+
+    assert read.frame.height == 20_000
+    assert read.frame.row(-1, named=True)["last_name"] == "Peña"
+    assert read.frame["_line"][-1] == 20_001
+
+
+@pytest.mark.parametrize(
+    ("upload_date", "born", "accepted"),
+    [
+        (date(2026, 9, 1), date(2003, 9, 2), True),
+        (date(2026, 9, 1), date(2003, 9, 1), False),  # 23 on the upload date
+        (date(2028, 2, 29), date(2005, 3, 1), True),
+        (date(2028, 2, 29), date(2005, 2, 28), False),
+        (date(2027, 2, 28), date(2004, 2, 29), True),  # a 29 February birthday falls on 1 March
+        (date(2026, 9, 1), date(2026, 9, 1), True),  # EE starts at birth
+    ],
+)
+def test_age_limit_at_its_edges(upload_date: date, born: date, accepted: bool) -> None:
+    text = f"{HEADER}\nS1,Luz,Peña,{born.isoformat()},EE,101912001\n"
+
+    result = validate_upload(LEA, _with("students.csv", text), upload_date)
+
+    assert (result.tables["students"].height == 1) is accepted
+
+
+def test_accepted_rows_are_normalised() -> None:
+    staff = (
+        "staff_id,first_name,last_name,email,campus_id,role\n"
+        "T1,Ana,Reyes,  Ana.Reyes@Example.ORG  ,101912001,\n"
+        "T2,Ben,Cole,ben.cole@example.org,101912002,Administrator\n"
+    )
+    students = f"{HEADER},gender\nS1,  Luz ,Peña,3/4/2016,k,101912001,f\n"
+    files = _with("staff.csv", staff)
+    files["students.csv"] = students.encode()
+
+    result = validate_upload(LEA, files, UPLOAD_DATE)
+
+    assert result.tables["staff"].select("email", "role").rows() == [
+        ("ana.reyes@example.org", "teacher"),
+        ("ben.cole@example.org", "administrator"),
+    ]
+    assert result.tables["students"].select(
+        "first_name", "birth_date", "grade", "gender"
+    ).rows() == [("Luz", date(2016, 3, 4), "KG", "F")]
+
+
+def test_a_campus_one_zero_short_is_explained_only_for_a_zero_led_lea() -> None:
+    text = f"{HEADER}\nS1,Luz,Peña,2016-03-04,04,10191200\n"
+
+    result = validate_upload(LEA, _with("students.csv", text), UPLOAD_DATE)
+
+    row = result.rejections.filter(pl.col("column") == "campus_id").row(0, named=True)
+    assert "leading zero" not in row["fix"]

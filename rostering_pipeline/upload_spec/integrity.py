@@ -23,6 +23,17 @@ class Reference:
     def rule(self) -> str:
         return f"{self.column} must be a {self.target_column} in {self.target_file}"
 
+    @property
+    def absent_fix(self) -> str:
+        return f"Add the row to {self.target_file}, or correct the {self.column} here."
+
+    @property
+    def rejected_fix(self) -> str:
+        return (
+            f"That {self.target_column} was itself rejected in {self.target_file}: "
+            "fix that row and this one is accepted with it."
+        )
+
 
 #: In dependency order: a row rejected by an earlier reference can break a later one.
 REFERENCES: tuple[Reference, ...] = (
@@ -37,22 +48,23 @@ REFERENCES: tuple[Reference, ...] = (
 )
 
 CO_TEACHER_IS_TEACHER = "staff_id must not be the class's own teacher_id"
+CO_TEACHER_IS_TEACHER_FIX = "Remove this row: the class's teacher is already named in classes.csv."
 
 
 def broken_references(
     ref: Reference, rows: pl.DataFrame, accepted: pl.DataFrame, rejected_ids: pl.Series
 ) -> pl.DataFrame:
     """Rows of `rows` whose reference is missing from `accepted`, with why: rejected or absent."""
-    known = accepted.get_column(ref.target_column)
-    broken = rows.filter(~pl.col(ref.column).is_in(known.implode()))
+    known = accepted.select(pl.col(ref.target_column).alias(ref.column))
+    broken = rows.join(known, on=ref.column, how="anti", nulls_equal=False)
     parent_rejected = pl.col(ref.column).is_in(rejected_ids.implode())
     return broken.select(
         LINE,
         pl.col(ref.column).alias("value"),
         parent_rejected.alias("parent_rejected"),
         pl.when(parent_rejected)
-        .then(pl.lit(f"That {ref.target_column} was itself rejected in {ref.target_file}."))
-        .otherwise(pl.lit(f"Add the row to {ref.target_file}, or correct the {ref.column} here."))
+        .then(pl.lit(ref.rejected_fix))
+        .otherwise(pl.lit(ref.absent_fix))
         .alias("fix"),
     )
 
@@ -63,7 +75,5 @@ def co_teacher_is_teacher(co_teachers: pl.DataFrame, classes: pl.DataFrame) -> p
         LINE,
         pl.col("staff_id").alias("value"),
         pl.lit(False).alias("parent_rejected"),
-        pl.lit("Remove this row: the class's teacher is already named in classes.csv.").alias(
-            "fix"
-        ),
+        pl.lit(CO_TEACHER_IS_TEACHER_FIX).alias("fix"),
     )

@@ -18,12 +18,17 @@ REJECTION_SCHEMA: dict[str, pl.DataType] = {
     "value": pl.String(),
     "fix": pl.String(),
     "level": pl.String(),
+    "entity": pl.String(),
 }
 
 
 @dataclass(frozen=True)
 class Rejection:
-    """One rejection; `line` is the file's physical line (the header is line 1)."""
+    """One rejection; `line` is the file's physical line (the header is line 1).
+
+    `entity` is the roster table the row was meant for (students, staff, …): in a OneRoster
+    upload one file (users.csv) feeds several, so the file alone does not say.
+    """
 
     file: str
     line: int | None
@@ -32,6 +37,7 @@ class Rejection:
     value: str | None
     fix: str
     level: str = "row"
+    entity: str | None = None
 
 
 class UploadRejected(Exception):

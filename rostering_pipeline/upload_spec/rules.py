@@ -2,13 +2,15 @@
 
 A rule is a polars expression that is true for a good, present value; blank values are
 judged only by `required`. `schema_for` turns a file's rules into a pandera schema.
+Values the spec lets the LEA write several ways (grades, birth dates) are read once into a
+derived column (`derived_columns`); the rules judge that column and the accepted rows take it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import pandera.polars as pa
 import polars as pl
@@ -47,6 +49,35 @@ def normalize_grade(value: pl.Expr) -> pl.Expr:
     return value.str.to_uppercase().replace_strict(GRADE_ALIASES, default=None)
 
 
+#: The column each rule on a spelled-many-ways value judges: the value as the spec reads it.
+PARSED_BIRTH_DATE = "_birth_date"
+NORMAL_GRADE = "_grade"
+
+
+def derived_columns(spec: UploadFile) -> dict[str, pl.Expr]:
+    """What the rules of `spec` judge besides the text as written, computed once per file."""
+    if spec.file_name == STUDENTS.file_name:
+        return {
+            PARSED_BIRTH_DATE: parse_birth_date(pl.col("birth_date")),
+            NORMAL_GRADE: normalize_grade(pl.col("grade")),
+        }
+    if spec.file_name == CLASSES.file_name:
+        return {NORMAL_GRADE: normalize_grade(pl.col("grade"))}
+    return {}
+
+
+def oldest_birth_date(upload_date: date) -> date:
+    """Born on or before this day, a student is 23 or older on `upload_date`.
+
+    A 29 February birthday falls on 1 March in other years.
+    """
+    year = upload_date.year - MAX_AGE_YEARS - 1
+    try:
+        return upload_date.replace(year=year)
+    except ValueError:  # upload on 29 February
+        return date(year, 3, 1) - timedelta(days=1)
+
+
 @dataclass(frozen=True)
 class Rule:
     """One rule on one column: `error` is the spec's words, `fix` tells the LEA what to do."""
@@ -55,6 +86,7 @@ class Rule:
     error: str
     fix: str
     passes: Callable[[pl.Expr], pl.Expr]
+    reads: str | None = None  # a derived column judged instead of the text as written
 
 
 def _length(column: str, low: int, high: int) -> Rule:
@@ -99,32 +131,34 @@ def _grade(column: str = "grade") -> Rule:
         column,
         f"{column} must be one of EE, PK, KG, 01–12",
         "Use EE, PK, KG or 01–12 (K, 1–9, Pre-K, PK3 and PK4 are also understood).",
-        lambda v: normalize_grade(v).is_not_null(),
+        lambda v: v.is_not_null(),
+        reads=NORMAL_GRADE,
     )
 
 
 def _birth_date_rules(upload_date: date) -> list[Rule]:
+    oldest = oldest_birth_date(upload_date)
     return [
         Rule(
             "birth_date",
             "birth_date must be a date written YYYY-MM-DD, MM/DD/YYYY or M/D/YYYY",
             "Write the date as YYYY-MM-DD, e.g. 2015-09-01.",
-            lambda v: parse_birth_date(v).is_not_null(),
+            lambda v: v.is_not_null(),
+            reads=PARSED_BIRTH_DATE,
         ),
         Rule(
             "birth_date",
             "birth_date must not be after the upload date",
             "Correct the birth date in the SIS; it lies in the future.",
-            lambda v: parse_birth_date(v).is_null() | (parse_birth_date(v) <= upload_date),
+            lambda v: v.is_null() | (v <= upload_date),
+            reads=PARSED_BIRTH_DATE,
         ),
         Rule(
             "birth_date",
             f"the student must be at most {MAX_AGE_YEARS} years old on the upload date",
-            "Correct the birth date in the SIS; it makes the student older than 22.",
-            lambda v: (
-                parse_birth_date(v).is_null()
-                | (parse_birth_date(v).dt.offset_by(f"{MAX_AGE_YEARS + 1}y") > upload_date)
-            ),
+            f"Correct the birth date in the SIS; it makes the student older than {MAX_AGE_YEARS}.",
+            lambda v: v.is_null() | (v > oldest),
+            reads=PARSED_BIRTH_DATE,
         ),
     ]
 
@@ -161,8 +195,32 @@ def _unique(column: str, what: str, *, case_insensitive: bool = False) -> Rule:
     )
 
 
-def rules_for(spec: UploadFile, upload_date: date) -> list[Rule]:
-    """The row rules of one file; required columns are checked separately by `schema_for`."""
+LOGIN_TAKEN = "email is already the login of a staff account in another LEA"
+
+
+def _login_not_taken(taken_logins: frozenset[str]) -> Rule:
+    """A login belongs to one LEA: another LEA's staff member must never be merged into this one.
+
+    `taken_logins` are the lower-cased usernames of other LEAs' accounts, so the row is
+    refused (and reported to the LEA that sent it second) instead of taking over that account.
+    """
+    taken = sorted(taken_logins)
+    return Rule(
+        "email",
+        LOGIN_TAKEN,
+        "Use the staff member's own address at this LEA, or ask the operators to retire "
+        "the account the other LEA holds under this login.",
+        lambda v: ~v.str.to_lowercase().is_in(taken),
+    )
+
+
+def rules_for(
+    spec: UploadFile, upload_date: date, taken_logins: frozenset[str] = frozenset()
+) -> list[Rule]:
+    """The row rules of one file; required columns are checked separately by `schema_for`.
+
+    `taken_logins` (other LEAs' account logins) only matter to staff.csv's email.
+    """
     by_file: dict[str, list[Rule]] = {
         CAMPUSES.file_name: [
             _campus_id(),
@@ -176,6 +234,7 @@ def rules_for(spec: UploadFile, upload_date: date) -> list[Rule]:
             _length("last_name", 1, 60),
             _email(),
             _unique("email", "email address", case_insensitive=True),
+            _login_not_taken(taken_logins),
             _campus_id(),
             _choice("role", ROLES, "lower"),
             _digits("state_staff_id", 10, "TX unique staff ID"),
@@ -221,9 +280,11 @@ def required_fix(column: str) -> str:
     return f"Fill in {column}; it is required."
 
 
-def schema_for(spec: UploadFile, upload_date: date) -> pa.DataFrameSchema:
+def schema_for(
+    spec: UploadFile, upload_date: date, taken_logins: frozenset[str] = frozenset()
+) -> pa.DataFrameSchema:
     """A pandera schema of one file's text columns: required columns non-null, plus its rules."""
-    rules = rules_for(spec, upload_date)
+    rules = rules_for(spec, upload_date, taken_logins)
     columns = {
         column: pa.Column(
             str,
@@ -236,14 +297,15 @@ def schema_for(spec: UploadFile, upload_date: date) -> pa.DataFrameSchema:
 
 
 def _check(rule: Rule) -> pa.Check:
-    return pa.Check(
-        lambda data: data.lazyframe.select(
-            pl.col(data.key).is_null() | rule.passes(pl.col(data.key))
-        ),
-        error=rule.error,
-    )
+    def judge(data: pa.PolarsData) -> pl.LazyFrame:
+        judged = pl.col(rule.reads or data.key)
+        return data.lazyframe.select(pl.col(data.key).is_null() | rule.passes(judged))
+
+    return pa.Check(judge, error=rule.error)
 
 
-def fixes_for(spec: UploadFile, upload_date: date) -> dict[str, str]:
+def fixes_for(
+    spec: UploadFile, upload_date: date, taken_logins: frozenset[str] = frozenset()
+) -> dict[str, str]:
     """rule text → what the LEA should do."""
-    return {rule.error: rule.fix for rule in rules_for(spec, upload_date)}
+    return {rule.error: rule.fix for rule in rules_for(spec, upload_date, taken_logins)}

@@ -1,22 +1,35 @@
-"""An upload's files in, accepted rows and rejections out: the whole of UPLOAD_SPEC's checking."""
+"""An upload's files in, accepted rows and rejections out: the whole of UPLOAD_SPEC's checking.
+
+Both formats meet in `check_tables`: a native upload is read file by file, a OneRoster bulk
+set is first mapped onto the native tables, and then the same rules judge both.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import PurePosixPath
 
 import pandera.polars as pa
 import polars as pl
 
-from . import hints
+from . import hints, oneroster
+from .archive import DEFAULT_LIMITS, ZipLimits
 from .files import BY_ENTITY, BY_FILE_NAME, CAMPUSES, ENTITIES, UPLOAD_FILES, UploadFile
 from .integrity import CO_TEACHER_IS_TEACHER, REFERENCES, broken_references, co_teacher_is_teacher
 from .reading import LINE, read_upload_file
 from .rejections import REJECTION_SCHEMA, Rejection, UploadRejected, rejection_frame
-from .rules import REQUIRED, fixes_for, normalize_grade, parse_birth_date, required_fix, schema_for
+from .rules import (
+    NORMAL_GRADE,
+    PARSED_BIRTH_DATE,
+    REQUIRED,
+    derived_columns,
+    rules_for,
+    schema_for,
+)
 
 WORKBOOK_SUFFIXES = (".xlsx", ".xls", ".xlsm", ".ods", ".numbers")
+PAIRS = ("enrollments", "co_teachers")
 
 
 @dataclass
@@ -37,8 +50,35 @@ class ValidatedUpload:
         return {f: rows.filter(pl.col("file") == f).height for f in rows["file"].unique().sort()}
 
 
-def validate_upload(lea_id: str, files: dict[str, bytes], upload_date: date) -> ValidatedUpload:
-    """Check every file against the spec; nothing here raises for bad data."""
+def validate_upload(
+    lea_id: str,
+    files: dict[str, bytes],
+    upload_date: date,
+    *,
+    class_types: tuple[str, ...] = oneroster.DEFAULT_CLASS_TYPES,
+    zip_limits: ZipLimits = DEFAULT_LIMITS,
+    taken_logins: frozenset[str] = frozenset(),
+) -> ValidatedUpload:
+    """Check every file against the spec; nothing here raises for bad data.
+
+    `class_types` are the OneRoster class types that create classes (a per-LEA setting).
+    `taken_logins` are the lower-cased logins of other LEAs' staff accounts: a staff row whose
+    email is one of them is rejected, so two LEAs never share (or merge) one account.
+    """
+    if oneroster.is_oneroster(files):
+        mapped = oneroster.map_upload(files, class_types=class_types, limits=zip_limits)
+        if mapped.tables is None:
+            return _rejected(lea_id, [mapped.notes])
+        result = check_tables(lea_id, mapped.tables, upload_date, mapped.notes, taken_logins)
+        return replace(result, rejections=mapped.name_sources(result.rejections))
+    raw, notes = _read_native(files)
+    if raw is None:
+        return _rejected(lea_id, [notes])
+    return check_tables(lea_id, raw, upload_date, notes, taken_logins)
+
+
+def _read_native(files: dict[str, bytes]) -> tuple[dict[str, pl.DataFrame] | None, pl.DataFrame]:
+    """Each native file read into text; None when a file is missing or unreadable."""
     found, notes = _match_files(files)
     raw: dict[str, pl.DataFrame] = {}
     rejections: list[pl.DataFrame] = [rejection_frame(notes)]
@@ -47,7 +87,7 @@ def validate_upload(lea_id: str, files: dict[str, bytes], upload_date: date) -> 
             if spec.required:
                 rejections.append(rejection_frame([_missing_file(spec, files)]))
             else:
-                raw[spec.entity] = _empty(spec)
+                raw[spec.entity] = empty_table(spec)
             continue
         name, data = found[spec.file_name]
         try:
@@ -57,28 +97,38 @@ def validate_upload(lea_id: str, files: dict[str, bytes], upload_date: date) -> 
             continue
         rejections.append(rejection_frame(read.warnings))
         raw[spec.entity] = read.frame
-    if len(raw) < len(ENTITIES):
-        return _rejected(lea_id, rejections)
+    return (raw if len(raw) == len(ENTITIES) else None), pl.concat(rejections)
 
+
+def check_tables(
+    lea_id: str,
+    raw: dict[str, pl.DataFrame],
+    upload_date: date,
+    notes: pl.DataFrame,
+    taken_logins: frozenset[str] = frozenset(),
+) -> ValidatedUpload:
+    """Row rules, then the other-LEA campus check, then every cross-file reference."""
+    rejections: list[pl.DataFrame] = [notes]
     tables: dict[str, pl.DataFrame] = {}
     rejected_keys: dict[str, pl.DataFrame] = {}
     for spec in UPLOAD_FILES:
-        frame = raw[spec.entity]
-        bad = _row_rule_failures(lea_id, spec, frame, upload_date)
+        frame = raw[spec.entity].with_columns(**derived_columns(spec))
+        bad = _row_rule_failures(lea_id, spec, frame, upload_date, taken_logins)
         rejections.append(bad)
-        good = frame.filter(~pl.col(LINE).is_in(bad[("line")].implode()))
-        rejected_keys[spec.entity] = frame.filter(pl.col(LINE).is_in(bad["line"].implode()))
-        tables[spec.entity] = good
+        bad_lines = bad["line"].implode()
+        tables[spec.entity] = frame.filter(~pl.col(LINE).is_in(bad_lines))
+        rejected_keys[spec.entity] = frame.filter(pl.col(LINE).is_in(bad_lines))
     other_lea = _campuses_of_other_leas(lea_id, tables["campuses"])
     if not other_lea.is_empty():
         rejections.append(other_lea)
         return _rejected(lea_id, rejections)
 
+    for entity in PAIRS:  # a pair listed twice counts once
+        key = pl.struct(BY_ENTITY[entity].key)
+        tables[entity] = tables[entity].filter(key.is_first_distinct())
     for ref in REFERENCES:
         rows = tables[ref.entity]
         spec = BY_ENTITY[ref.entity]
-        if ref.entity in ("enrollments", "co_teachers"):
-            rows = rows.unique(subset=list(spec.key), keep="first", maintain_order=True)
         broken = broken_references(
             ref,
             rows,
@@ -102,7 +152,7 @@ def validate_upload(lea_id: str, files: dict[str, bytes], upload_date: date) -> 
     return ValidatedUpload(
         lea_id,
         {entity: _normalize(entity, frame) for entity, frame in tables.items()},
-        _all(rejections),
+        pl.concat(rejections),
         {entity: frame.select(BY_ENTITY[entity].key) for entity, frame in rejected_keys.items()},
     )
 
@@ -131,39 +181,54 @@ def _missing_file(spec: UploadFile, files: dict[str, bytes]) -> Rejection:
     for name in files:
         if PurePosixPath(name.lower()).stem == stem and name.lower().endswith(WORKBOOK_SUFFIXES):
             fix = f"{name} is a spreadsheet workbook: export it as CSV and upload {spec.file_name}."
-    return Rejection(spec.file_name, None, None, "required file is missing", None, fix, "upload")
+    return Rejection(
+        spec.file_name, None, None, "required file is missing", None, fix, "upload", spec.entity
+    )
 
 
 def _row_rule_failures(
-    lea_id: str, spec: UploadFile, frame: pl.DataFrame, upload_date: date
+    lea_id: str,
+    spec: UploadFile,
+    frame: pl.DataFrame,
+    upload_date: date,
+    taken_logins: frozenset[str] = frozenset(),
 ) -> pl.DataFrame:
+    """Every row rule of the file in one pandera pass; failures become rejections in bulk."""
+    rules = rules_for(spec, upload_date, taken_logins)
     try:
-        schema_for(spec, upload_date).validate(frame, lazy=True)
+        schema_for(spec, upload_date, taken_logins).validate(frame, lazy=True)
         return rejection_frame()
     except pa.errors.SchemaErrors as errors:
-        cases = errors.failure_cases
-    fixes = fixes_for(spec, upload_date)
-    lines = frame.get_column(LINE)
-    rows = [
-        _row_rejection(lea_id, spec, fixes, lines[int(case["index"])], case)
-        for case in cases.filter(pl.col("index").is_not_null()).iter_rows(named=True)
-    ]
-    return rejection_frame(rows).sort("line", "column", maintain_order=True)
-
-
-def _row_rejection(
-    lea_id: str, spec: UploadFile, fixes: dict[str, str], line: int, case: dict
-) -> Rejection:
-    column, check, value = case["column"], case["check"], case["failure_case"]
-    if check == "not_nullable":
-        rule, fix = REQUIRED, required_fix(column)
-    elif check == "field_uniqueness":
-        rule = f"{column} must be unique in the file"
-        fix = f"Each row needs its own {column}; every row sharing this one was rejected."
-    else:
-        rule, fix = check, fixes.get(check, "")
-    fix = hints.likely_cause(lea_id, column, value) or fix
-    return Rejection(spec.file_name, line, column, rule, value, fix)
+        cases = errors.failure_cases.filter(pl.col("index").is_not_null())
+    fixes = pl.DataFrame(
+        {
+            "check": [r.error for r in rules],
+            "rule_fix": [r.fix for r in rules],
+        }
+    ).unique("check", keep="first")
+    required = pl.col("check") == "not_nullable"
+    value = pl.col("failure_case").cast(pl.String)
+    return (
+        cases.join(fixes, on="check", how="left")
+        .select(
+            pl.lit(spec.file_name).alias("file"),
+            pl.lit(frame.get_column(LINE)).gather(pl.col("index")).alias("line"),
+            pl.col("column"),
+            pl.when(required).then(pl.lit(REQUIRED)).otherwise(pl.col("check")).alias("rule"),
+            value.alias("value"),
+            pl.coalesce(
+                hints.likely_cause(lea_id, pl.col("column"), value),
+                pl.when(required)
+                .then(pl.format("Fill in {}; it is required.", pl.col("column")))
+                .otherwise(pl.col("rule_fix")),
+                pl.lit(""),
+            ).alias("fix"),
+            pl.lit("row").alias("level"),
+            pl.lit(spec.entity).alias("entity"),
+        )
+        .cast(REJECTION_SCHEMA)
+        .sort("line", "column", maintain_order=True)
+    )
 
 
 def _campuses_of_other_leas(lea_id: str, campuses: pl.DataFrame) -> pl.DataFrame:
@@ -195,35 +260,32 @@ def _as_rejections(
         pl.col("value"),
         pl.col("fix"),
         pl.lit(level).alias("level"),
+        pl.lit(spec.entity).alias("entity"),
     ).cast(REJECTION_SCHEMA)
 
 
 def _normalize(entity: str, frame: pl.DataFrame) -> pl.DataFrame:
-    """Accepted rows in canonical form: grades, dates, roles and codes spelled one way."""
+    """Accepted rows in canonical form: grades, dates, roles, emails and codes spelled one way."""
     spec = BY_ENTITY[entity]
-    frame = frame.select(*spec.columns, LINE)
     if entity == "students":
         frame = frame.with_columns(
-            parse_birth_date(pl.col("birth_date")).alias("birth_date"),
-            normalize_grade(pl.col("grade")).alias("grade"),
+            pl.col(PARSED_BIRTH_DATE).alias("birth_date"),
+            pl.col(NORMAL_GRADE).alias("grade"),
             pl.col("gender").str.to_uppercase(),
         )
     elif entity == "classes":
-        frame = frame.with_columns(normalize_grade(pl.col("grade")).alias("grade"))
+        frame = frame.with_columns(pl.col(NORMAL_GRADE).alias("grade"))
     elif entity == "staff":
-        frame = frame.with_columns(pl.col("role").str.to_lowercase().fill_null("teacher"))
-    elif entity in ("enrollments", "co_teachers"):
-        frame = frame.unique(subset=list(spec.key), keep="first", maintain_order=True)
-    return frame
+        frame = frame.with_columns(
+            pl.col("role").str.to_lowercase().fill_null("teacher"),
+            pl.col("email").str.to_lowercase(),
+        )
+    return frame.select(*spec.columns, LINE)
 
 
-def _empty(spec: UploadFile) -> pl.DataFrame:
+def empty_table(spec: UploadFile) -> pl.DataFrame:
     return pl.DataFrame(schema={**{c: pl.String for c in spec.columns}, LINE: pl.Int64})
 
 
-def _all(rejections: list[pl.DataFrame]) -> pl.DataFrame:
-    return pl.concat(rejections, how="vertical")
-
-
 def _rejected(lea_id: str, rejections: list[pl.DataFrame]) -> ValidatedUpload:
-    return ValidatedUpload(lea_id, {}, _all(rejections), {})
+    return ValidatedUpload(lea_id, {}, pl.concat(rejections), {})

@@ -1,0 +1,227 @@
+"""OneRoster 1.1 CSV bulk sets (loose files or a .zip), read for the same rules as the native
+format.
+
+Most SIS export OneRoster, so an LEA can send what it already sends other platforms. The set
+is read file by file with the native reader (same encodings, quoting and header matching),
+checked against its manifest, mapped onto the native tables (`oneroster_tables`), judged by
+the native rules, and its rejections renamed to OneRoster's files, lines and columns
+(`oneroster_sources`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import polars as pl
+
+from .archive import DEFAULT_LIMITS, ZipLimits, read_zip
+from .files import UploadFile
+from .oneroster_sources import name_sources
+from .oneroster_tables import STATE_ID_METADATA, to_native
+from .reading import read_upload_file
+from .rejections import Rejection, UploadRejected, rejection_frame
+
+DEFAULT_CLASS_TYPES: tuple[str, ...] = ("homeroom",)
+VERSION = "1.1"
+_STATUS = ("status", "dateLastModified")
+
+MANIFEST = UploadFile(
+    "manifest", "manifest.csv", True, ("propertyName",), ("propertyName", "value")
+)
+ORGS = UploadFile(
+    "orgs", "orgs.csv", True, ("sourcedId",),
+    ("sourcedId", "name", "type", "identifier"), (*_STATUS, "parentSourcedId"),
+)  # fmt: skip
+USERS = UploadFile(
+    "users", "users.csv", True, ("sourcedId",),
+    ("sourcedId", "orgSourcedIds", "role", "givenName", "familyName", "email", "grades"),
+    (*_STATUS, "enabledUser", "username", "userIds", "middleName", "identifier", "sms",
+     "phone", "agentSourcedIds", "password", STATE_ID_METADATA),
+)  # fmt: skip
+DEMOGRAPHICS = UploadFile(
+    "demographics", "demographics.csv", True, ("sourcedId",), ("sourcedId", "birthDate"),
+    (*_STATUS, "sex", "americanIndianOrAlaskaNative", "asian", "blackOrAfricanAmerican",
+     "nativeHawaiianOrOtherPacificIslander", "white", "demographicRaceTwoOrMoreRaces",
+     "hispanicOrLatinoEthnicity", "countryOfBirthCode", "stateOfBirthAbbreviation",
+     "cityOfBirth", "publicSchoolResidenceStatus"),
+)  # fmt: skip
+CLASSES = UploadFile(
+    "classes", "classes.csv", True, ("sourcedId",),
+    ("sourcedId", "title", "classType", "schoolSourcedId"),
+    (*_STATUS, "grades", "courseSourcedId", "classCode", "location", "subjects",
+     "termSourcedIds", "subjectCodes", "periods", "resources"),
+)  # fmt: skip
+ENROLLMENTS = UploadFile(
+    "enrollments", "enrollments.csv", True, ("sourcedId",),
+    ("classSourcedId", "userSourcedId", "role"),
+    (*_STATUS, "sourcedId", "schoolSourcedId", "primary", "beginDate", "endDate"),
+)  # fmt: skip
+ACADEMIC_SESSIONS = UploadFile(
+    "academicSessions", "academicSessions.csv", False, ("sourcedId",), ("sourcedId", "schoolYear"),
+    (*_STATUS, "title", "type", "startDate", "endDate", "parentSourcedId"),
+)  # fmt: skip
+COURSES = UploadFile(
+    "courses", "courses.csv", False, ("sourcedId",), ("sourcedId",),
+    (*_STATUS, "schoolYearSourcedId", "title", "courseCode", "grades", "orgSourcedId",
+     "subjects", "subjectCodes", "resources"),
+)  # fmt: skip
+USED: tuple[UploadFile, ...] = (
+    ORGS, USERS, DEMOGRAPHICS, CLASSES, ENROLLMENTS, ACADEMIC_SESSIONS, COURSES,
+)  # fmt: skip
+#: OneRoster files this pipeline has no use for: read by nobody, reported to nobody.
+UNUSED = {
+    f"{name.lower()}.csv"
+    for name in ("categories", "classResources", "courseResources", "lineItems", "resources",
+                 "results")
+}  # fmt: skip
+BULK_FIX = (
+    "Export a full (bulk) OneRoster set: every upload is a complete snapshot, and a delta "
+    "cannot show who has left."
+)
+
+
+@dataclass
+class MappedUpload:
+    """A OneRoster upload as native tables; `tables` is None when it is rejected as a whole."""
+
+    tables: dict[str, pl.DataFrame] | None
+    notes: pl.DataFrame
+
+    def name_sources(self, rejections: pl.DataFrame) -> pl.DataFrame:
+        return rejections if self.tables is None else name_sources(rejections, self.tables)
+
+
+def is_oneroster(files: dict[str, bytes]) -> bool:
+    """A manifest.csv, or a .zip (which must hold one), marks a OneRoster upload."""
+    return any(_base(n) == MANIFEST.file_name or _base(n).endswith(".zip") for n in files)
+
+
+def map_upload(
+    files: dict[str, bytes],
+    *,
+    class_types: tuple[str, ...] = DEFAULT_CLASS_TYPES,
+    limits: ZipLimits = DEFAULT_LIMITS,
+) -> MappedUpload:
+    notes: list[Rejection] = []
+    try:
+        loose = _unzipped(files, limits, notes)
+        read = _read(loose, notes)
+    except UploadRejected as rejected:
+        return MappedUpload(None, rejection_frame(notes + rejected.rejections))
+    tables, mapping_notes = to_native(read, class_types)
+    return MappedUpload(tables, rejection_frame(notes + mapping_notes))
+
+
+def _unzipped(files: dict[str, bytes], limits: ZipLimits, notes: list[Rejection]) -> dict:
+    zips = sorted(n for n in files if _base(n).endswith(".zip"))
+    if not zips:
+        return files
+    if len(zips) > 1:
+        raise _fault(zips[1], None, "the upload holds more than one .zip", zips[1],
+                     "Send one .zip with the whole OneRoster set.")  # fmt: skip
+    members = read_zip(zips[0], files[zips[0]], limits)
+    if not any(_base(n) == MANIFEST.file_name for n in members):
+        raise _fault(
+            zips[0], None, "the .zip has no manifest.csv", None,
+            "A .zip must be a OneRoster 1.1 CSV bulk export with its manifest.csv; "
+            "send native uploads as loose CSV files.",
+        )  # fmt: skip
+    for name in sorted(set(files) - {zips[0]}):
+        notes.append(_ignored(name, f"the upload is read from {zips[0]}"))
+    return members
+
+
+def _read(files: dict[str, bytes], notes: list[Rejection]) -> dict[str, pl.DataFrame]:
+    """Each used file read as text; every fault of the set is collected before refusing it."""
+    by_base = {_base(n): n for n in files}
+    faults: list[Rejection] = []
+    manifest = _read_one(MANIFEST, by_base, files, notes)
+    modes = _check_manifest(manifest, faults)
+    read: dict[str, pl.DataFrame] = {}
+    for spec in USED:
+        key = spec.file_name.lower()
+        mode, line = modes.get(f"file.{spec.entity.lower()}", (None, None))
+        if mode == "delta":
+            faults.append(_rejection(MANIFEST.file_name, line, "value",
+                                     f"{spec.file_name} is a delta file; only bulk files are "
+                                     "read", "delta", BULK_FIX))  # fmt: skip
+        elif mode not in (None, "bulk", "absent"):
+            faults.append(_rejection(MANIFEST.file_name, line, "value",
+                                     f"file.{spec.entity} must be bulk or absent", mode,
+                                     "Set it to bulk and export the full file."))  # fmt: skip
+        elif key not in by_base or mode == "absent":
+            if spec.required:
+                faults.append(_missing(spec, mode))
+        else:
+            try:
+                read[spec.file_name] = _read_one(spec, by_base, files, notes)
+            except UploadRejected as rejected:
+                faults += rejected.rejections
+    for base, name in sorted(by_base.items()):
+        if base not in {s.file_name.lower() for s in (MANIFEST, *USED)} | UNUSED:
+            notes.append(_ignored(name, "it is not a file of a OneRoster set"))
+    if faults:
+        raise UploadRejected(faults)
+    return read
+
+
+def _read_one(
+    spec: UploadFile, by_base: dict[str, str], files: dict[str, bytes], notes: list[Rejection]
+) -> pl.DataFrame:
+    name = by_base[spec.file_name.lower()]
+    read = read_upload_file(spec, files[name], display_name=PurePosixPath(name).name)
+    # OneRoster allows extension columns (metadata.*): only truly unknown ones are noted.
+    notes += [w for w in read.warnings if not (w.column or "").lower().startswith("metadata.")]
+    return read.frame
+
+
+def _check_manifest(manifest: pl.DataFrame, faults: list[Rejection]) -> dict:
+    """`propertyName` → (value in lower case, line); the version must be 1.1."""
+    modes = {
+        name.lower(): ((value or "").strip().lower(), line)
+        for name, value, line in manifest.select("propertyName", "value", "_line").rows()
+    }
+    version, line = modes.get("oneroster.version", (None, None))
+    if version != VERSION:
+        faults.append(
+            _rejection(
+                MANIFEST.file_name,
+                line,
+                "value",
+                "oneroster.version must be 1.1",
+                version,
+                "Export OneRoster version 1.1 CSV (this pipeline reads 1.1 bulk sets).",
+            )  # fmt: skip
+        )
+    return modes
+
+
+def _missing(spec: UploadFile, mode: str | None) -> Rejection:
+    said = " (manifest.csv says it is absent)" if mode == "absent" else ""
+    return _rejection(
+        spec.file_name, None, None, f"required file is missing{said}", None,
+        f"Include {spec.file_name} in the export and list it as "
+        f"file.{spec.entity}=bulk in manifest.csv.",
+    )  # fmt: skip
+
+
+def _ignored(name: str, why: str) -> Rejection:
+    return Rejection(
+        name, None, None, "file is not part of the upload", None,
+        f"This file was ignored: {why}.", "warning",
+    )  # fmt: skip
+
+
+def _rejection(
+    file: str, line: int | None, column: str | None, rule: str, value: str | None, fix: str
+) -> Rejection:
+    return Rejection(file, line, column, rule, value, fix, "upload")
+
+
+def _fault(file: str, line: int | None, rule: str, value: str | None, fix: str) -> UploadRejected:
+    return UploadRejected([_rejection(file, line, None, rule, value, fix)])
+
+
+def _base(name: str) -> str:
+    return PurePosixPath(name.replace("\\", "/")).name.lower()
