@@ -1,0 +1,378 @@
+"""Orchestration cost: many small LEAs through the sensor and Dagster runs.
+
+Three measurements over the same N synthetic LEAs (500 students each, day 1, `ready` marker):
+
+1. in-process: one `sync_once` (sensor pass + every run via `execute_in_process`) against a
+   real Dagster instance (temp DAGSTER_HOME with deploy/dagster.yaml), the embedded SFTP
+   server and a DuckDB file;
+2. direct: the same work as plain function calls in one process, no Dagster (list the
+   inbox, download and archive, record, validate, plan, apply, reconcile, report, clear);
+   per-run overhead = run duration - direct duration of the same LEA;
+3. daemon (unless --daemon-leas 0): `dagster dev` started in its own process group, the
+   sensor as configured (30 s minimum interval), runs launched by the daemon through the
+   queued run coordinator; wall time from landing to every upload applied, run durations
+   from the instance's run records.
+
+Also times one sensor listing (the whole tick's SFTP work) over 1,200 LEA folders.
+
+    uv run python benchmarks/bench_orchestration.py              # 50 in-process, 8 daemon, ~8 min
+    uv run python benchmarks/bench_orchestration.py --leas 200 --daemon-leas 0  # target, ~20 min
+    uv run python benchmarks/bench_orchestration.py --leas 10 --daemon-leas 40 --daemon-timeout 900
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+STUDENTS = 500
+SCRIPT = str(Path(__file__).resolve())
+
+
+def lea_ids(n: int) -> list[str]:
+    return [f"{200001 + i:06d}" for i in range(n)]
+
+
+def sources(leas: list[str]) -> dict[str, Path]:
+    return {lea: common.upload_dir(lea, STUDENTS, 1) for lea in leas}
+
+
+def land_all(sftp_root: Path, uploads: dict[str, Path]) -> None:
+    for lea, folder in uploads.items():
+        for sub in ("outbox", "processed"):
+            (sftp_root / lea / sub).mkdir(parents=True, exist_ok=True)
+        common.land_upload(sftp_root, lea, folder, day=1)
+
+
+def in_process(root: Path, uploads: dict[str, Path]) -> dict:
+    """sync_once over every LEA on a persistent (sqlite) instance."""
+    import dagster as dg
+
+    from rostering_pipeline.definitions import defs
+    from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
+    from rostering_pipeline.runner import sync_once
+
+    sftp_root = root / "sftp"
+    sftp_root.mkdir(parents=True)
+    land_all(sftp_root, uploads)
+    with EmbeddedSftpServer(sftp_root) as server:
+        env = common.pipeline_env(root, server)
+        env["DAGSTER_HOME"] = str(common.dagster_home(root))
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            started = time.monotonic()
+            with dg.DagsterInstance.get() as instance:
+                loaded = defs()
+                load_seconds = time.monotonic() - started
+                runs = sync_once(loaded, instance, cursor_path=root / "cursor.json")
+            total = time.monotonic() - started
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    statuses = common.poll_statuses(root / "warehouse.duckdb")
+    applied = sum(1 for rows in statuses.values() if any(s == "applied" for _, s, _ in rows))
+    return {
+        "total": total,
+        "load_defs": load_seconds,
+        "runs": {r.lea_id: r.seconds for r in runs},
+        "failed": [r.lea_id for r in runs if not r.success],
+        "applied": applied,
+    }
+
+
+def direct(root: Path, uploads: dict[str, Path]) -> dict:
+    """The same work per LEA as plain calls, one process, no Dagster."""
+    from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
+    from rostering_pipeline.ingest import clear_inbox, download_upload, inbox_files, record_upload
+    from rostering_pipeline.lea_settings import LeaSettingsResource
+    from rostering_pipeline.quality import record_rejections
+    from rostering_pipeline.report import deliver_report
+    from rostering_pipeline.roster.apply import apply_upload
+    from rostering_pipeline.roster.checks import dangling_references, reconcile
+    from rostering_pipeline.roster.plan import plan_upload
+    from rostering_pipeline.upload_spec.files import ENTITIES
+    from rostering_pipeline.upload_spec.validate import validate_upload
+    from rostering_pipeline.uploads import scan_inboxes, source_key
+    from rostering_pipeline.warehouse import WarehouseResource
+
+    sftp_root = root / "sftp"
+    sftp_root.mkdir(parents=True)
+    land_all(sftp_root, uploads)
+    archive = root / "archive"
+    warehouse = WarehouseResource(path=str(root / "warehouse.duckdb"))
+    settings = LeaSettingsResource(path=str(common.REPO / "deploy" / "lea_settings.toml"))
+    per_lea: dict[str, float] = {}
+    with EmbeddedSftpServer(sftp_root) as server:
+        env = common.pipeline_env(root, server)
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            sftp = plain_sftp(env)
+            started = time.monotonic()
+            complete, _ = scan_inboxes(sftp.list_inboxes(), {}, time.time(), 120)
+            listing = time.monotonic() - started
+            for item in complete:
+                t = time.monotonic()
+                lea = item.lea_id
+                files = inbox_files(sftp, lea)
+                upload = download_upload(sftp, archive, lea, source_key(lea, files), files)
+                with warehouse.connect() as conn:
+                    record_upload(conn, upload, datetime.now(UTC), "direct")
+                clear_inbox(sftp, upload)
+                validated = validate_upload(lea, upload.read_files(), upload.received_at.date())
+                with warehouse.connect() as conn:
+                    record_rejections(conn, upload, validated.rejections, datetime.now(UTC))
+                with warehouse.connect(read_only=True) as conn:
+                    plan = plan_upload(conn, upload, validated, settings.for_lea(lea))
+                with warehouse.connect() as conn:
+                    plan = apply_upload(conn, upload, validated, plan, datetime.now(UTC))
+                    assert not reconcile(conn, validated)
+                    dangling_references(conn, lea)
+                    for e in ENTITIES:
+                        conn.execute(f"select count(*) from roster.{e} where lea_id = ?", [lea])
+                deliver_report(sftp, upload, plan, validated.rejections)
+                per_lea[lea] = time.monotonic() - t
+            total = time.monotonic() - started
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    return {"total": total, "listing": listing, "per_lea": per_lea}
+
+
+def daemon(root: Path, uploads: dict[str, Path], timeout: float, cold: bool) -> dict:
+    """`dagster dev`: the sensor and the daemon launch one run process per upload."""
+    import dagster as dg
+
+    from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
+
+    sftp_root = root / "sftp"
+    sftp_root.mkdir(parents=True)
+    for lea in uploads:
+        for sub in ("inbox", "outbox", "processed"):
+            (sftp_root / lea / sub).mkdir(parents=True, exist_ok=True)
+    warehouse = root / "warehouse.duckdb"
+    result: dict = {}
+    with EmbeddedSftpServer(sftp_root) as server:
+        env = common.pipeline_env(root, server)
+        home = common.dagster_home(root)
+        env["DAGSTER_HOME"] = str(home)
+        env.update(common.bytecode_env(cold))
+        with common.dagster_dev(env, root / "dagster_dev.log") as port:
+            result["webserver_ready"] = common.wait_http(port, 180)
+            # Let the daemon's first (empty) sensor tick pass, so landing starts a fresh
+            # interval as it would in production.
+            time.sleep(5)
+            landed = time.monotonic()
+            landed_at = datetime.now(UTC)
+            land_all(sftp_root, uploads)
+            applied_at: dict[str, float] = {}
+            deadline = landed + timeout
+            while time.monotonic() < deadline and len(applied_at) < len(uploads):
+                for lea, rows in common.poll_statuses(warehouse).items():
+                    if lea not in applied_at and any(s == "applied" for _, s, _ in rows):
+                        applied_at[lea] = time.monotonic() - landed
+                time.sleep(1.0)
+            result["wall"] = max(applied_at.values()) if applied_at else float("nan")
+            common.keep_log(root / "dagster_dev.log", "orchestration_dagster_dev.log")
+            result["applied"] = len(applied_at)
+            result["timed_out"] = len(applied_at) < len(uploads)
+            os.environ["DAGSTER_HOME"] = str(home)
+            with dg.DagsterInstance.get() as instance:
+                records = instance.get_run_records()
+            durations, queued, first_start, steps = [], [], None, []
+            with dg.DagsterInstance.get() as instance:
+                for rec in records:
+                    if rec.start_time and rec.end_time:
+                        durations.append(rec.end_time - rec.start_time)
+                        queued.append(rec.start_time - rec.create_timestamp.timestamp())
+                        if first_start is None or rec.start_time < first_start:
+                            first_start = rec.start_time
+                        steps.append(common.step_durations(instance, rec.dagster_run.run_id))
+            result["run_durations"] = durations
+            result["queue_delays"] = queued
+            result["step_durations"] = steps
+            result["first_run_start_after_landing"] = (
+                first_start - landed_at.timestamp() if first_start else float("nan")
+            )
+            result["statuses"] = sorted({str(r.dagster_run.status) for r in records})
+    return result
+
+
+def plain_sftp(env: dict[str, str]):
+    """The SFTP resource as the pipeline configures it, with the password resolved (outside
+    Dagster an EnvVar is not)."""
+    from rostering_pipeline.sftp import SftpResource
+
+    return SftpResource(
+        host=env["ROSTERING_SFTP_HOST"],
+        port=int(env["ROSTERING_SFTP_PORT"]),
+        username=env["ROSTERING_SFTP_USER"],
+        password=env["ROSTERING_SFTP_PASSWORD"],
+        known_hosts_path=env["ROSTERING_SFTP_KNOWN_HOSTS"],
+    )
+
+
+def sensor_listing(n: int) -> dict:
+    """One `list_inboxes` over n LEA folders (empty inboxes): the sensor tick's SFTP work."""
+    from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
+
+    with tempfile.TemporaryDirectory(dir=common.OUT) as tmp:
+        root = Path(tmp)
+        sftp_root = root / "sftp"
+        for lea in lea_ids(n):
+            (sftp_root / lea / "inbox").mkdir(parents=True)
+        with EmbeddedSftpServer(sftp_root) as server:
+            env = common.pipeline_env(root, server)
+            saved = {k: os.environ.get(k) for k in env}
+            os.environ.update(env)
+            try:
+                sftp = plain_sftp(env)
+                times = []
+                for _ in range(3):
+                    t = time.monotonic()
+                    inboxes = sftp.list_inboxes()
+                    times.append(time.monotonic() - t)
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+    return {"folders": len(inboxes), "seconds": min(times)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--leas", type=int, default=50, help="LEAs for in-process and direct (200: the target)"
+    )
+    parser.add_argument(
+        "--daemon-leas", type=int, default=8, help="LEAs through dagster dev (0: skip)"
+    )
+    parser.add_argument("--daemon-timeout", type=float, default=540.0)
+    parser.add_argument("--listing-leas", type=int, default=1200)
+    parser.add_argument(
+        "--cold-bytecode",
+        action="store_true",
+        help="run processes compile every module from source (this sandbox's default)",
+    )
+    args = parser.parse_args()
+
+    common.OUT.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    leas = lea_ids(max(args.leas, args.daemon_leas))
+    print(f"… generating/caching {len(leas)} uploads of {STUDENTS} students", file=sys.stderr)
+    uploads = sources(leas)
+    result: dict = {"leas": args.leas, "students": STUDENTS}
+    work = Path(tempfile.mkdtemp(prefix="orchestration_", dir=common.OUT))
+    try:
+        chosen = {lea: uploads[lea] for lea in leas[: args.leas]}
+        print(f"… in-process sync_once over {len(chosen)} LEAs", file=sys.stderr, flush=True)
+        result["in_process"] = in_process(work / "in_process", chosen)
+        print("… the same work as direct calls", file=sys.stderr, flush=True)
+        result["direct"] = direct(work / "direct", chosen)
+        if args.daemon_leas:
+            chosen = {lea: uploads[lea] for lea in leas[: args.daemon_leas]}
+            print(f"… dagster dev over {len(chosen)} LEAs", file=sys.stderr, flush=True)
+            result["daemon"] = daemon(
+                work / "daemon", chosen, args.daemon_timeout, args.cold_bytecode
+            )
+        print(f"… sensor listing over {args.listing_leas} folders", file=sys.stderr, flush=True)
+        result["listing"] = sensor_listing(args.listing_leas)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result["script_seconds"] = time.monotonic() - started
+
+    ip, dr = result["in_process"], result["direct"]
+    overhead = [ip["runs"][lea] - dr["per_lea"][lea] for lea in ip["runs"] if lea in dr["per_lea"]]
+    rows = [
+        [
+            "in-process sync_once",
+            args.leas,
+            ip["total"],
+            ip["total"] * 200 / args.leas / 60,
+            common.median(list(ip["runs"].values())),
+            max(ip["runs"].values()),
+            common.median(overhead),
+            max(overhead),
+            f"{ip['applied']} applied, {len(ip['failed'])} failed",
+        ],
+        [
+            "direct function calls",
+            args.leas,
+            dr["total"],
+            dr["total"] * 200 / args.leas / 60,
+            common.median(list(dr["per_lea"].values())),
+            max(dr["per_lea"].values()),
+            0.0,
+            0.0,
+            "-",
+        ],
+    ]
+    if "daemon" in result:
+        dm = result["daemon"]
+        n = args.daemon_leas
+        dm_over = [d - common.median(list(dr["per_lea"].values())) for d in dm["run_durations"]]
+        rows.append(
+            [
+                "dagster dev (daemon)",
+                n,
+                dm["wall"],
+                dm["wall"] * 200 / n / 60,
+                common.median(dm["run_durations"]),
+                max(dm["run_durations"], default=float("nan")),
+                common.median(dm_over),
+                max(dm_over, default=float("nan")),
+                f"{dm['applied']} applied, first run start"
+                f" {dm['first_run_start_after_landing']:.1f}"
+                f" s after landing, queue median {common.median(dm['queue_delays']):.1f} s,"
+                " steps sum median "
+                f"{common.median([sum(s.values()) for s in dm['step_durations']]):.1f} s",
+            ]
+        )
+    table = common.print_table(
+        f"Orchestration, {STUDENTS}-student LEAs (overhead = run duration - direct duration of"
+        " the same LEA; daemon overhead against the median direct duration)",
+        (
+            "path",
+            "LEAs",
+            "wall s",
+            "200 LEAs min (extrap.)",
+            "run median s",
+            "run max s",
+            "overhead median s",
+            "overhead max s",
+            "notes",
+        ),  # fmt: skip
+        rows,
+    )
+    ls = result["listing"]
+    table += common.print_table(
+        "Sensor tick SFTP work",
+        ("LEA folders", "list_inboxes s"),
+        [[ls["folders"], ls["seconds"]]],
+    )
+    path = common.write_result("orchestration", result, table)
+    took = result["script_seconds"]
+    print(f"written to {path.relative_to(common.REPO)}; script took {took:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
