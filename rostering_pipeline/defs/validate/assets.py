@@ -4,6 +4,7 @@ import dagster as dg
 import polars as pl
 
 from rostering_pipeline.defs.partitions import lea_partitions
+from rostering_pipeline.lea_settings import LeaSettingsResource
 from rostering_pipeline.quality import record_rejections, rule_counts
 from rostering_pipeline.upload_spec.files import BY_ENTITY, ENTITIES
 from rostering_pipeline.upload_spec.validate import validate_upload
@@ -57,11 +58,24 @@ DESCRIPTIONS = {
     ins={"raw_upload": dg.AssetIn()},
 )
 def validated_tables(
-    context: dg.AssetExecutionContext, raw_upload: Upload, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    raw_upload: Upload,
+    warehouse: WarehouseResource,
+    lea_settings: LeaSettingsResource,
 ):
-    """The upload's files checked against every rule of UPLOAD_SPEC.md."""
+    """The upload's files checked against every rule of UPLOAD_SPEC.md.
+
+    Other LEAs' account logins are read first, so a staff email another LEA already uses is
+    reported to this LEA as a conflict instead of being merged into that account.
+    """
     upload = raw_upload
-    validated = validate_upload(upload.lea_id, upload.read_files(), upload.received_at.date())
+    validated = validate_upload(
+        upload.lea_id,
+        upload.read_files(),
+        upload.received_at.date(),
+        class_types=lea_settings.for_lea(upload.lea_id).oneroster_class_types,
+        taken_logins=_logins_of_other_leas(warehouse, upload.lea_id),
+    )
     with warehouse.connect() as conn:
         record_rejections(conn, upload, validated.rejections, datetime.now(UTC))
     frames = to_frames(validated)
@@ -108,6 +122,15 @@ def validated_tables(
             "upload_id": upload.upload_id,
         },
     )
+
+
+def _logins_of_other_leas(warehouse: WarehouseResource, lea_id: str) -> frozenset[str]:
+    """Lower-cased usernames of every other LEA's accounts (a read-only look before validating)."""
+    with warehouse.connect(read_only=True) as conn:
+        rows = conn.execute(
+            "select lower(username) from roster.accounts where lea_id <> ?", [lea_id]
+        ).fetchall()
+    return frozenset(username for (username,) in rows if username)
 
 
 def _column_schema(entity: str, frame: pl.DataFrame) -> dg.TableSchema:

@@ -1,0 +1,95 @@
+"""A staff email that is already another LEA's login is a conflict for the second LEA, never a
+merge: the row is rejected with a fix, the first LEA's account is untouched, and the classes
+of that teacher are rejected and keep their applied version. Through the real pipeline."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from rostering_pipeline.upload_spec.rules import LOGIN_TAKEN
+from rostering_pipeline.upload_spec.validate import validate_upload
+from rostering_pipeline_tests.conftest import Pipeline
+from rostering_pipeline_tests.uploads import day_one
+
+FIRST = "101912"
+SECOND = "202020"
+
+
+def _second_lea(t9_email: str) -> dict[str, str]:
+    """LEA 202020: T9 teaches C1, T8 teaches C2; S1 in both classes."""
+    return {
+        "campuses.csv": "campus_id,campus_name\n202020001,Hill Elementary\n",
+        "staff.csv": (
+            "staff_id,first_name,last_name,email,campus_id\n"
+            f"T9,Ana,Reyes,{t9_email},202020001\n"
+            "T8,Cy,Lund,cy.lund@second.example.org,202020001\n"
+        ),
+        "students.csv": (
+            "student_id,first_name,last_name,birth_date,grade,campus_id\n"
+            "S1,Eva,Diaz,2016-03-04,04,202020001\n"
+        ),
+        "classes.csv": (
+            "class_id,campus_id,class_name,teacher_id\n"
+            "C1,202020001,Grade 4 Math,T9\n"
+            "C2,202020001,Grade 4 Art,T8\n"
+        ),
+        "enrollments.csv": "class_id,student_id\nC1,S1\nC2,S1\n",
+    }
+
+
+def test_validate_upload_rejects_a_login_taken_elsewhere_case_insensitively() -> None:
+    files = {k: v.encode() for k, v in _second_lea("Ana.Reyes@Example.org").items()}
+
+    validated = validate_upload(
+        SECOND, files, date(2026, 9, 1), taken_logins=frozenset({"ana.reyes@example.org"})
+    )
+
+    rows = validated.rejections.select("file", "line", "column", "rule").rows()
+    assert ("staff.csv", 2, "email", LOGIN_TAKEN) in rows
+    assert ("classes.csv", 2, "teacher_id", "teacher_id must be a staff_id in staff.csv") in rows
+    assert validated.tables["staff"]["staff_id"].to_list() == ["T8"]
+    assert validated.tables["classes"]["class_id"].to_list() == ["C2"]
+    # Without other LEAs' logins the same upload is clean: the rule is the only cause.
+    clean = validate_upload(SECOND, files, date(2026, 9, 1))
+    assert clean.rejections.filter(clean.rejections["level"] != "warning").is_empty()
+
+
+def test_second_lea_using_a_taken_login_is_told_and_nothing_merges(pipeline: Pipeline) -> None:
+    pipeline.upload(FIRST, day_one(), day=1)
+    assert [r.success for r in pipeline.sync()] == [True]
+    pipeline.upload(SECOND, _second_lea("t9@second.example.org"), day=1)
+    assert [r.success for r in pipeline.sync()] == [True]
+
+    # Day 2: LEA 202020 now sends LEA 101912's login (in other case) for its T9.
+    pipeline.upload(SECOND, _second_lea("ANA.REYES@example.org"), day=2)
+    runs = pipeline.sync()
+
+    assert [r.success for r in runs] == [True]
+    rejected = pipeline.query(
+        'select lea_id, file, line, "column", rule, value, fix from quality.rejections'
+        " where level = 'row' order by lea_id, file, line"
+    )
+    assert [r[:5] for r in rejected] == [
+        (SECOND, "classes.csv", 2, "teacher_id", "teacher_id must be a staff_id in staff.csv"),
+        (SECOND, "enrollments.csv", 2, "class_id", "class_id must be a class_id in classes.csv"),
+        (SECOND, "staff.csv", 2, "email", LOGIN_TAKEN),
+    ]
+    assert rejected[2][5] == "ANA.REYES@example.org"
+    assert "own address at this LEA" in rejected[2][6]
+    # The first LEA's account is untouched; the second keeps T9's own login and its class.
+    assert pipeline.query(
+        "select lea_id, staff_id, username, status from roster.accounts order by 1, 2"
+    ) == [
+        (FIRST, "T1", "ana.reyes@example.org", "active"),
+        (FIRST, "T2", "ben.cole@example.org", "active"),
+        (SECOND, "T8", "cy.lund@second.example.org", "active"),
+        (SECOND, "T9", "t9@second.example.org", "active"),
+    ]
+    assert pipeline.query(
+        "select class_id, teacher_id from roster.classes where lea_id = ? order by 1", [SECOND]
+    ) == [("C1", "T9"), ("C2", "T8")]
+    assert pipeline.query("select count(*) from roster.enrollments where lea_id = ?", [SECOND]) == [
+        (2,)
+    ]
+    assert LOGIN_TAKEN in pipeline.outbox(SECOND)["sync_report_20260902T120000Z.md"]
+    assert not any(LOGIN_TAKEN in text for text in pipeline.outbox(FIRST).values())
