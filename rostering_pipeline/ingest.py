@@ -239,13 +239,19 @@ def clear_inbox(sftp: SftpResource, upload: Upload) -> None:
     received = {(f.name, f.size, f.mtime) for f in upload.files} | {
         (f.name, f.size, f.mtime) for f in upload.refused if f.kind == "file"
     }
+    movable = [
+        f
+        for f in sftp.list_dir(inbox(upload.lea_id))
+        if f.kind == "file" and unsafe_name(f) is None
+    ]
+    # The `ready` marker goes first: an inbox half-way through being cleared must never look
+    # like a complete upload of the files not yet moved.
     sftp.move_files(
-        [
+        [f.name for f in movable if is_ready_marker(f.name)]
+        + [
             f.name
-            for f in sftp.list_dir(inbox(upload.lea_id))
-            if f.kind == "file"
-            and unsafe_name(f) is None
-            and ((f.name, f.size, f.mtime) in received or is_ready_marker(f.name))
+            for f in movable
+            if not is_ready_marker(f.name) and (f.name, f.size, f.mtime) in received
         ],
         inbox(upload.lea_id),
         processed(upload.lea_id, upload.upload_id),

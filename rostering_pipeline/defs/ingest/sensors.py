@@ -7,7 +7,7 @@ import duckdb
 
 from rostering_pipeline.defs.jobs import sync_upload_job
 from rostering_pipeline.defs.partitions import lea_partitions
-from rostering_pipeline.settings import IngestSettings
+from rostering_pipeline.settings import IngestSettings, env_number
 from rostering_pipeline.sftp import SftpResource
 from rostering_pipeline.uploads import CompleteUpload, scan_inboxes
 from rostering_pipeline.warehouse import WarehouseResource
@@ -22,11 +22,13 @@ MAX_AUTOMATIC_RETRIES = 3
 WAREHOUSE_WAIT_SECONDS = 3.0
 #: Uploads decided longer ago than this are not looked at again by the recovery pass.
 RECOVERY_WINDOW = timedelta(days=2)
+#: Seconds between ticks (ROSTERING_SENSOR_INTERVAL_SECONDS; tests with a daemon shorten it).
+TICK_SECONDS = int(env_number("SENSOR_INTERVAL_SECONDS", 30, minimum=1))
 
 
 @dg.sensor(
     job=sync_upload_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=TICK_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Lists every LEA's SFTP inbox; when an upload is complete (a `ready` file, "
     "or no change for the quiet period) requests one sync run for it, registering the LEA "
