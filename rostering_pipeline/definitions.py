@@ -1,8 +1,13 @@
 """The code location: everything under defs/, assembled, with links to the source."""
 
+import os
 from pathlib import Path
 
 import dagster as dg
+
+# Step outputs that Dagster stores between steps hold students' records: every file this
+# process creates (outputs, archive, warehouse, logs) is readable by its owner only.
+os.umask(0o077)
 
 
 @dg.definitions

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rostering_pipeline_tests.conftest import Pipeline
 from rostering_pipeline_tests.uploads import day_one, day_two
 
@@ -139,3 +141,14 @@ def test_upload_missing_a_file_is_rejected_and_roster_kept(pipeline: Pipeline) -
     evaluation = pipeline.check("upload_rejections", "upload_accepted")
     assert evaluation.passed is False
     assert evaluation.metadata["faults"].value == ["enrollments.csv: required file is missing"]
+
+
+def test_stored_step_outputs_are_owner_only(pipeline: Pipeline) -> None:
+    pipeline.upload(LEA, day_one())
+    pipeline.sync()
+
+    storage = Path(pipeline.instance.storage_directory())
+    outputs = [p for p in storage.rglob("*") if p.is_file() and "validated_students" in p.parts]
+    assert outputs, f"no stored output under {storage}"
+    for path in outputs:
+        assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
