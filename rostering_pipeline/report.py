@@ -127,16 +127,31 @@ def render_report(upload: Upload, plan: RosterDiff, rejections: pl.DataFrame) ->
 
 
 def _change_table(plan: RosterDiff, rejected: dict[str, int]) -> list[str]:
+    """Counts per kind of record. In additions-only mode a record missing from the upload is
+    kept rather than dropped; a column says how many of each kind, so the registrar can tell
+    "nothing was missing" from "missing records were kept"."""
+    kept = {e: d.withheld_drops for e, d in plan.entities.items() if d.withheld_drops}
+    kept_header = (" kept (additions-only) |", "---:|") if kept else ("", "")
     lines = [
-        "| records | added | updated | dropped | rows rejected |",
-        "|---|---:|---:|---:|---:|",
+        f"| records | added | updated | dropped |{kept_header[0]} rows rejected |",
+        f"|---|---:|---:|---:|{kept_header[1]}---:|",
     ]
     counts = plan.counts()
     for entity in ENTITIES:
         c = counts.get(entity, {"add": 0, "update": 0, "drop": 0})
+        kept_cell = f" {kept.get(entity, 0)} |" if kept else ""
         lines.append(
-            f"| {entity} | {c['add']} | {c['update']} | {c['drop']} | {rejected.get(entity, 0)} |"
+            f"| {entity} | {c['add']} | {c['update']} | {c['drop']} |{kept_cell}"
+            f" {rejected.get(entity, 0)} |"
         )
+    if kept:
+        n = sum(kept.values())
+        lines += [
+            "",
+            f"{n} {_plural(n, 'record')} missing from this upload {'was' if n == 1 else 'were'} "
+            "kept, not dropped, because this LEA is in additions-only mode. Ask the "
+            "operators to switch to complete mode once your exports are complete.",
+        ]
     return lines
 
 

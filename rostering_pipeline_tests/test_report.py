@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 import polars as pl
 
 from rostering_pipeline.report import render_rejections_csv, render_report
+from rostering_pipeline.roster.diff import EntityDiff
 from rostering_pipeline.roster.plan import RosterDiff
 from rostering_pipeline.upload_spec.rejections import rejection_frame
 from rostering_pipeline.upload_spec.validate import validate_upload
@@ -146,3 +147,43 @@ def test_rejection_frames_recorded_before_the_entity_column_still_render() -> No
     text = render_report(upload, RosterDiff("u", LEA, "apply", "", None), rejections.drop("entity"))
 
     assert "| students | 0 | 0 | 0 | 1 |" in text
+
+
+def test_additions_only_shows_per_kind_how_many_missing_records_were_kept() -> None:
+    files = {k: v.encode() for k, v in day_one().items()}
+    validated = validate_upload(LEA, files, date(2026, 9, 1))
+    upload = Upload(
+        f"{LEA}-20260902T120000Z-abcdef12",
+        LEA,
+        datetime(2026, 9, 2, 12, tzinfo=UTC),
+        "key",
+        tuple(ArchivedFile(n, len(b), 0, "sha", "path") for n, b in files.items()),
+    )
+    empty = pl.DataFrame()
+    changes = pl.DataFrame({"change": ["add"]})
+    plan = RosterDiff(
+        upload.upload_id,
+        LEA,
+        "apply",
+        "additions-only mode: 3 records missing from the upload were kept",
+        None,
+        entities={
+            "students": EntityDiff("students", empty, empty, changes, withheld_drops=2),
+            "enrollments": EntityDiff(
+                "enrollments", empty, empty, changes.head(0), withheld_drops=1
+            ),
+        },
+    )
+
+    report = render_report(upload, plan, validated.rejections)
+
+    assert (
+        "| records | added | updated | dropped | kept (additions-only) | rows rejected |" in report
+    )
+    assert "| students | 1 | 0 | 0 | 2 | 0 |" in report
+    assert "| enrollments | 0 | 0 | 0 | 1 | 0 |" in report
+    assert "| staff | 0 | 0 | 0 | 0 | 0 |" in report
+    assert "3 records missing from this upload were kept, not dropped" in report
+    # Complete mode: no such column.
+    complete = RosterDiff(upload.upload_id, LEA, "apply", "", None)
+    assert "kept (additions-only)" not in render_report(upload, complete, validated.rejections)
