@@ -1,0 +1,177 @@
+"""The pipeline under a real `dagster-daemon`: the sensor, the queued run coordinator with
+deploy/dagster.yaml's limits, DefaultRunLauncher subprocesses, and a daemon killed while runs
+are in flight. Every complete upload ends applied exactly once."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from rostering_pipeline.generator import LeaSpec
+from rostering_pipeline_tests.conftest import Pipeline
+from rostering_pipeline_tests.daemon import Daemon, running_daemon
+from rostering_pipeline_tests.faults import generated_files
+
+pytestmark = pytest.mark.daemon
+
+FAILED_OR_DONE = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE,
+                  dg.DagsterRunStatus.CANCELED)  # fmt: skip
+
+
+def _env(pipeline: Pipeline) -> dict[str, str]:
+    return {**pipeline.env, "ROSTERING_SENSOR_INTERVAL_SECONDS": "5"}
+
+
+def _leas(n: int) -> list[str]:
+    return [f"{300001 + 37 * i:06d}" for i in range(n)]
+
+
+def _put_uploads(pipeline: Pipeline, tmp_path: Path, leas: list[str]) -> dict[str, int]:
+    """Each LEA's generated day-one upload in its inbox; returns its number of students."""
+    students = {}
+    for lea in leas:
+        files = generated_files(tmp_path, LeaSpec(lea, students=30))
+        pipeline.upload(lea, files)
+        students[lea] = files["students.csv"].count(b"\n") - 1
+    return students
+
+
+def _query(pipeline: Pipeline, sql: str) -> list[tuple] | None:
+    """A read of the warehouse, or None while a run holds it for writing."""
+    if not pipeline.warehouse.exists():
+        return None
+    try:
+        return pipeline.query(sql)
+    except duckdb.IOException:
+        return None
+
+
+def _most_at_once(runs: list[dg.RunRecord]) -> int:
+    edges = sorted(
+        [(r.start_time, 1) for r in runs if r.start_time]
+        + [(r.end_time, -1) for r in runs if r.end_time]
+    )
+    most = now = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def _assert_applied_exactly_once(pipeline: Pipeline, students: dict[str, int]) -> None:
+    assert pipeline.query("select lea_id, status from ingest.uploads order by 1") == [
+        (lea, "applied") for lea in sorted(students)
+    ]
+    assert dict(pipeline.query("select lea_id, count(*) from roster.students group by 1")) == (
+        students
+    )
+    # Exactly once: every student was added by one change, never twice.
+    assert (
+        dict(
+            pipeline.query(
+                "select lea_id, count(*) from roster.changes where entity = 'students'"
+                " and change = 'add' group by 1"
+            )
+        )
+        == students
+    )
+
+
+def test_twenty_lea_runs_launched_at_once_all_succeed(pipeline: Pipeline, tmp_path: Path) -> None:
+    students = _put_uploads(pipeline, tmp_path, leas := _leas(20))
+
+    most_queued = 0
+
+    def finished() -> bool:
+        nonlocal most_queued
+        runs = daemon.runs()
+        most_queued = max(most_queued, sum(r.status == dg.DagsterRunStatus.QUEUED for r in runs))
+        return len([r for r in runs if r.status in FAILED_OR_DONE]) >= 20
+
+    with running_daemon(tmp_path / "dagster_home", _env(pipeline)) as daemon:
+        daemon.wait_for("20 finished runs", finished, timeout=480, interval=3)
+        records = list(daemon.instance.get_run_records())
+        step_trouble = {
+            r.dagster_run.tags["lea_id"]: [
+                e.message
+                for e in daemon.instance.all_logs(
+                    r.dagster_run.run_id,
+                    of_type={
+                        dg.DagsterEventType.STEP_FAILURE,
+                        dg.DagsterEventType.STEP_UP_FOR_RETRY,
+                    },
+                )
+            ]
+            for r in records
+        }
+
+    assert sorted(r.dagster_run.tags["lea_id"] for r in records) == leas
+    assert {r.dagster_run.status for r in records} == {dg.DagsterRunStatus.SUCCESS}
+    assert {r.dagster_run.tags.get("dagster/sensor_name") for r in records} == {"lea_inbox_sensor"}
+    assert all(not trouble for trouble in step_trouble.values()), step_trouble  # no lock failures
+    assert most_queued >= 10  # requested together, held in the queue by the coordinator
+    assert _most_at_once(records) <= 4  # deploy/dagster.yaml's max_concurrent_runs
+    _assert_applied_exactly_once(pipeline, students)
+
+
+def test_killed_daemon_with_runs_in_flight_recovers_every_upload(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    students = _put_uploads(pipeline, tmp_path, _leas(6))
+    monitoring = {
+        "run_monitoring": {
+            "start_timeout_seconds": 60,
+            "poll_interval_seconds": 2,
+            "free_slots_after_run_end_seconds": 1,
+        },
+    }
+
+    with running_daemon(
+        tmp_path / "dagster_home", _env(pipeline), instance_overrides=monitoring
+    ) as daemon:
+        daemon.wait_for(
+            "a run in flight",
+            lambda: [r for r in daemon.runs() if r.status == dg.DagsterRunStatus.STARTED],
+            timeout=120,
+            interval=0.2,
+        )
+        time.sleep(1.5)  # let it get into its steps
+        daemon.kill()
+        at_kill = {r.run_id: r.status for r in daemon.runs()}
+        assert dg.DagsterRunStatus.STARTED in at_kill.values()
+        assert any(s not in FAILED_OR_DONE for s in at_kill.values())
+
+        daemon.start()
+        daemon.wait_for(
+            "every upload applied",
+            lambda: _every_upload_applied(daemon, pipeline, students),
+            timeout=240,
+            interval=2,
+        )
+        after = {r.run_id: r.status for r in daemon.runs()}
+        failures = {
+            run_id: " ".join(
+                e.message
+                for e in daemon.instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+            )
+            for run_id, status in at_kill.items()
+            if status == dg.DagsterRunStatus.STARTED
+        }
+
+    dead = [run_id for run_id, status in at_kill.items() if status == dg.DagsterRunStatus.STARTED]
+    assert all(after[run_id] == dg.DagsterRunStatus.FAILURE for run_id in dead)
+    # Found dead by LocalRunLauncher's health check, not after the maximum run time.
+    assert all("the run's process (pid" in failures[run_id] for run_id in dead), failures
+    assert len(after) > len(at_kill)  # the sensor requested the uploads of dead runs again
+    _assert_applied_exactly_once(pipeline, students)
+
+
+def _every_upload_applied(daemon: Daemon, pipeline: Pipeline, students: dict[str, int]) -> bool:
+    if any(r.status not in FAILED_OR_DONE for r in daemon.runs()):
+        return False
+    rows = _query(pipeline, "select lea_id, status from ingest.uploads")
+    return rows is not None and sorted(rows) == [(lea, "applied") for lea in sorted(students)]
