@@ -300,6 +300,92 @@ def test_file_changed_after_ready_is_not_read_and_the_settled_upload_is_applied(
     assert _roster_size(pipeline) == 4  # the whole file, with the row written last
 
 
+#: Each LEA's five uploads: a generator day (or a repeat of the previous upload's files,
+#: re-exported, or an upload that is rejected as a whole), delivered in this order.
+SOAK_PLANS = (
+    [("good", 1), ("good", 2), ("bad", "missing_file"), ("good", 3), ("repeat", None)],
+    [("good", 1), ("repeat", None), ("good", 2), ("bad", "missing_required_column"), ("good", 3)],
+    [("good", 1), ("good", 2), ("good", 3), ("good", 4), ("bad", "other_lea_campus")],
+)
+
+
+def test_soak_fifty_uploads_across_ten_leas_while_runs_are_in_progress(
+    pipeline: Pipeline, sftp_server: EmbeddedSftpServer, tmp_path: Path
+) -> None:
+    leas = [f"{400001 + 53 * i:06d}" for i in range(10)]
+    deliveries: dict[str, list[tuple[str, dict[str, bytes]]]] = {}
+    for i, lea in enumerate(leas):
+        spec, plan, last_good, sent = LeaSpec(lea, students=20), SOAK_PLANS[i % 3], 1, []
+        for kind, arg in plan:
+            if kind == "good":
+                files, last_good = generated_files(tmp_path, spec, day=int(arg)), int(arg)
+            elif kind == "repeat":
+                files = sent[-1][1]
+            else:
+                files = generated_files(tmp_path, spec, day=last_good, inject=(str(arg),))
+            sent.append((kind, files))
+        deliveries[lea] = sent
+    # Three downloads are cut mid-file on the way (the SFTP resource retries them).
+    sftp_server.cut_after_bytes, sftp_server.cuts_left = 1_024, 3
+    delivered = {lea: 0 for lea in leas}
+    done = threading.Event()
+
+    def leas_upload_when_their_inbox_is_empty() -> None:
+        """Each LEA sends its next upload as soon as its inbox shows the last one was picked
+        up, i.e. while that upload's run is still validating and applying it."""
+        while not done.is_set():
+            for lea in leas:
+                inbox = pipeline.sftp_root / lea / "inbox"
+                if delivered[lea] < 5 and (not inbox.exists() or not any(inbox.iterdir())):
+                    n = delivered[lea]
+                    pipeline.upload(lea, deliveries[lea][n][1], day=n + 1)
+                    delivered[lea] += 1
+            time.sleep(0.05)
+
+    writer = threading.Thread(target=leas_upload_when_their_inbox_is_empty, daemon=True)
+    writer.start()
+    runs = []
+    deadline = time.monotonic() + 420
+    try:
+        while time.monotonic() < deadline:
+            new = pipeline.sync()
+            runs += new
+            if (
+                not new
+                and all(n == 5 for n in delivered.values())
+                and not any(pipeline.inbox(lea) for lea in leas)
+            ):
+                break
+            time.sleep(0.1)
+    finally:
+        done.set()
+        writer.join(timeout=5)
+
+    assert all(n == 5 for n in delivered.values()), f"not every upload was sent: {delivered}"
+    assert sftp_server.cuts_left == 0  # the injected connection faults happened
+    assert [r for r in runs if not r.success] == []  # no run failed, faults included
+    statuses = pipeline.query(
+        "select lea_id, status from ingest.uploads order by lea_id, received_at"
+    )
+    assert len(statuses) == 50
+    for i, lea in enumerate(leas):
+        expected = [
+            {"good": "applied", "repeat": "duplicate", "bad": "rejected"}[k]
+            for k, _ in SOAK_PLANS[i % 3]
+        ]
+        assert [s for lea_id, s in statuses if lea_id == lea] == expected, lea
+        last_good = next(f for k, f in reversed(deliveries[lea]) if k == "good")
+        want = {line.split(b",")[0].decode() for line in last_good["students.csv"].splitlines()[1:]}
+        have = {r[0] for r in pipeline.query(
+            "select student_id from roster.students where lea_id = ?", [lea])}  # fmt: skip
+        assert have == want, f"LEA {lea}: roster is not its last good upload"
+        enrollments = {tuple(line.decode().split(",")[:2]) for line in
+                       last_good["enrollments.csv"].splitlines()[1:]}  # fmt: skip
+        assert set(pipeline.query(
+            "select class_id, student_id from roster.enrollments where lea_id = ?", [lea]
+        )) == enrollments  # fmt: skip
+
+
 def test_processed_folder_not_writable_fails_the_run_and_the_retry_applies_once(
     pipeline: Pipeline, sftp_server: EmbeddedSftpServer
 ) -> None:
