@@ -4,7 +4,9 @@ succeeds), nothing is written outside the archive, and no link is ever followed.
 
 from __future__ import annotations
 
+import io
 import os
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -243,3 +245,28 @@ def test_names_a_server_could_send_are_refused(name: str, rule: str) -> None:
 
     assert accepted == [] and [r.rule for r in refused] == [rule]
     assert unsafe_name(entry) == rule
+
+
+def test_zip_bomb_is_rejected_without_being_expanded(pipeline: Pipeline) -> None:
+    """A 10 MB .zip that would unpack to 2.3 GB: ingest archives it as it came (it never
+    expands anything itself), and reading it stops at the limit, rejecting the upload."""
+    bomb = io.BytesIO()
+    zeros = b"0" * (1 << 24)
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("users.csv", "w", force_zip64=True) as member:
+            for _ in range(136):
+                member.write(zeros)
+    pipeline.upload(LEA, {"oneroster.zip": bomb.getvalue()})
+    before = _tree(pipeline.root)
+
+    assert [r.success for r in pipeline.sync()] == [True]
+
+    assert pipeline.query("select status from ingest.uploads") == [("rejected",)]
+    rules = [
+        r[0] for r in pipeline.query("select rule from quality.rejections where level = 'upload'")
+    ]
+    assert any("unpacks to more than" in rule for rule in rules), rules
+    archived = assert_archive_whole(Path(pipeline.env["ROSTERING_ARCHIVE"]))
+    assert [p.stat().st_size for p in archived] == [len(bomb.getvalue())]  # only the zip itself
+    assert pipeline.query("select count(*) from roster.students") == [(0,)]
+    _written_where_allowed(pipeline, before)
