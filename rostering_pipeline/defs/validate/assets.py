@@ -10,7 +10,7 @@ from rostering_pipeline.upload_spec.files import BY_ENTITY, ENTITIES
 from rostering_pipeline.upload_spec.validate import validate_upload
 from rostering_pipeline.uploads import Upload
 from rostering_pipeline.validated import to_frames
-from rostering_pipeline.warehouse import WAREHOUSE_POOL, WarehouseResource
+from rostering_pipeline.warehouse import WarehouseResource
 
 UPLOAD_ACCEPTED = "upload_accepted"
 
@@ -44,7 +44,6 @@ DESCRIPTIONS = {
         ),
     },
     partitions_def=lea_partitions,
-    pool=WAREHOUSE_POOL,
     check_specs=[
         dg.AssetCheckSpec(
             UPLOAD_ACCEPTED,
@@ -56,6 +55,8 @@ DESCRIPTIONS = {
         )
     ],
     ins={"raw_upload": dg.AssetIn()},
+    # No warehouse pool: validation is CPU work that runs of different LEAs may overlap;
+    # its two short warehouse visits wait out DuckDB's lock (WarehouseResource.connect).
 )
 def validated_tables(
     context: dg.AssetExecutionContext,
