@@ -52,7 +52,8 @@ class Case:
 
 
 def native(lea: str, **files: str | bytes) -> dict[str, str | bytes]:
-    """day_one's upload moved to `lea`, with some files replaced (None: left out)."""
+    """day_one's upload moved to `lea`, with some files replaced (None: left out). Staff
+    emails get the LEA's own domain: a login another LEA holds would be a rejection too."""
     upload: dict[str, str | bytes] = {k: v.replace("101912", lea) for k, v in day_one().items()}
     for name, content in files.items():
         file = name.replace("_csv", ".csv").replace("_xlsx", ".xlsx")
@@ -60,7 +61,15 @@ def native(lea: str, **files: str | bytes) -> dict[str, str | bytes]:
             upload.pop(file, None)
         else:
             upload[file] = content
-    return upload
+    return {k: _own_domain(v, lea) for k, v in upload.items()}
+
+
+def _own_domain(content: str | bytes, lea: str) -> str | bytes:
+    return (
+        content.replace("@example.org", f"@{lea}.example.org")
+        if isinstance(content, str)
+        else content
+    )
 
 
 # -- students.csv: one fault per line -----------------------------------------------------
@@ -286,7 +295,9 @@ R = "300021"
 
 def oneroster(lea: str, **replace: tuple[str, str]) -> dict[str, str]:
     """The OneRoster fixture moved to `lea`, with (old, new) text replaced per file."""
-    files = {k: v.replace("101912", lea) for k, v in oneroster_day_one().items()}
+    files = {
+        k: str(_own_domain(v.replace("101912", lea), lea)) for k, v in oneroster_day_one().items()
+    }
     for name, (old, new) in replace.items():
         file = name.replace("_csv", ".csv")
         assert old in files[file], (file, old)
@@ -454,7 +465,7 @@ def test_accepted_rows_are_normalised(synced: Pipeline) -> None:
     assert synced.query(
         "select role, email, state_staff_id from roster.staff where lea_id = ? and staff_id = 'T19'",
         [B],
-    ) == [("aide", "lee.ruiz@example.org", "1234567890")]
+    ) == [("aide", "lee.ruiz@example.org", "1234567890")]  # the LEA's own casing, lowered
     assert synced.query(
         "select grade, school_year from roster.classes where lea_id = ? and class_id = 'C18'", [C]
     ) == [("KG", "2026-2027")]
