@@ -62,14 +62,19 @@ def diff_entity(
     key, values = list(spec.key), [c for c in spec.columns if c not in spec.key]
     cur = current.select(spec.columns).with_columns(pl.lit(True).alias("_current"))
     new = snapshot.select([*spec.columns, LINE])
-    joined = cur.join(new, on=key, how="full", coalesce=True, suffix="_new")
-    in_cur, in_new = pl.col("_current").is_not_null(), pl.col(LINE).is_not_null()
     changed = {c: pl.col(c).ne_missing(pl.col(f"{c}_new")) for c in values}
-    any_changed = pl.any_horizontal(list(changed.values())) if values else pl.lit(False)
-
-    adds = joined.filter(~in_cur & in_new)
-    updates = joined.filter(in_cur & in_new & any_changed)
-    drops = joined.filter(in_cur & ~in_new)
+    if values:
+        joined = cur.join(new, on=key, how="full", coalesce=True, suffix="_new")
+        in_cur, in_new = pl.col("_current").is_not_null(), pl.col(LINE).is_not_null()
+        adds = joined.filter(~in_cur & in_new)
+        updates = joined.filter(in_cur & in_new & pl.any_horizontal(list(changed.values())))
+        drops = joined.filter(in_cur & ~in_new)
+    else:
+        # Only keys (enrollments, co-teachers): nothing can be updated, and two anti-joins
+        # skip materialising a join of every row (millions in a large LEA).
+        adds = new.join(cur.select(key), on=key, how="anti")
+        updates = adds.head(0)
+        drops = cur.join(new.select(key), on=key, how="anti")
     drops = drops.join(protected.select(key).unique(), on=key, how="anti")
     withheld = 0 if drops_allowed else drops.height
     if not drops_allowed:
