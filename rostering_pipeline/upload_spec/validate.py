@@ -115,9 +115,7 @@ def check_tables(
         frame = raw[spec.entity].with_columns(**derived_columns(spec))
         bad = _row_rule_failures(lea_id, spec, frame, upload_date, taken_logins)
         rejections.append(bad)
-        bad_lines = bad["line"].implode()
-        tables[spec.entity] = frame.filter(~pl.col(LINE).is_in(bad_lines))
-        rejected_keys[spec.entity] = frame.filter(pl.col(LINE).is_in(bad_lines))
+        tables[spec.entity], rejected_keys[spec.entity] = _split(frame, bad["line"])
     other_lea = _campuses_of_other_leas(lea_id, tables["campuses"])
     if not other_lea.is_empty():
         rejections.append(other_lea)
@@ -136,7 +134,7 @@ def check_tables(
             rejected_keys[ref.target].get_column(ref.target_column),
         )
         rejections.append(_as_rejections(broken, spec, ref.column, ref.rule))
-        tables[ref.entity] = rows.filter(~pl.col(LINE).is_in(broken[LINE].implode()))
+        tables[ref.entity] = _split(rows, broken[LINE])[0]
         # A row whose parent was rejected keeps its applied version; one whose parent is
         # simply absent goes with the parent.
         kept = broken.filter(pl.col("parent_rejected"))[LINE].implode()
@@ -155,6 +153,14 @@ def check_tables(
         pl.concat(rejections),
         {entity: frame.select(BY_ENTITY[entity].key) for entity, frame in rejected_keys.items()},
     )
+
+
+def _split(frame: pl.DataFrame, lines: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The rows not on `lines`, and those on them (no copying when no line is named)."""
+    if lines.is_empty():
+        return frame, frame.clear()
+    named = pl.col(LINE).is_in(lines.implode())
+    return frame.filter(~named), frame.filter(named)
 
 
 def _match_files(files: dict[str, bytes]) -> tuple[dict[str, tuple[str, bytes]], list[Rejection]]:
