@@ -157,20 +157,11 @@ def free_port() -> int:
 
 
 def pipeline_env(root: Path, server) -> dict[str, str]:
-    """The ROSTERING_* configuration pointing at `server` and files under `root`, as the test
-    fixtures and the demo set it."""
-    known_hosts = root / "known_hosts"
-    known_hosts.write_text(server.host_key_line + "\n")
-    return {
-        "ROSTERING_SFTP_HOST": server.host,
-        "ROSTERING_SFTP_PORT": str(server.port),
-        "ROSTERING_SFTP_USER": server.username,
-        "ROSTERING_SFTP_PASSWORD": server.password or "",
-        "ROSTERING_SFTP_KNOWN_HOSTS": str(known_hosts),
-        "ROSTERING_WAREHOUSE": str(root / "warehouse.duckdb"),
-        "ROSTERING_ARCHIVE": str(root / "archive"),
-        "ROSTERING_QUIET_PERIOD_SECONDS": "120",
-    }
+    """The ROSTERING_* configuration pointing at `server` and files under `root`, as the
+    demo sets it."""
+    from rostering_pipeline.cli import server_environment
+
+    return {**server_environment(root, server), "ROSTERING_QUIET_PERIOD_SECONDS": "120"}
 
 
 def dagster_home(root: Path) -> Path:

@@ -113,8 +113,9 @@ def _warehouse_path() -> Path:
     return Path(os.environ.get("ROSTERING_WAREHOUSE", "data/warehouse.duckdb"))
 
 
-def demo_environment(root: Path, server: EmbeddedSftpServer) -> dict[str, str]:
-    """The configuration a deployment would set, pointing at the demo's own server and files."""
+def server_environment(root: Path, server: EmbeddedSftpServer) -> dict[str, str]:
+    """The ROSTERING_* configuration a deployment would set, pointing at an embedded SFTP
+    server and at a warehouse and archive under `root` (the demo, the UI, benchmarks)."""
     known_hosts = root / "known_hosts"
     known_hosts.write_text(server.host_key_line + "\n")
     return {
@@ -125,6 +126,13 @@ def demo_environment(root: Path, server: EmbeddedSftpServer) -> dict[str, str]:
         "ROSTERING_SFTP_KNOWN_HOSTS": str(known_hosts),
         "ROSTERING_WAREHOUSE": str(root / "warehouse.duckdb"),
         "ROSTERING_ARCHIVE": str(root / "archive"),
+    }
+
+
+def demo_environment(root: Path, server: EmbeddedSftpServer) -> dict[str, str]:
+    """The demo's configuration: its server and files, and its own Dagster instance."""
+    return {
+        **server_environment(root, server),
         "DAGSTER_HOME": str(_instance_home(root / "dagster_home")),
     }
 
