@@ -1,7 +1,7 @@
 """Landing-to-applied latency through a real Dagster deployment.
 
 `dagster dev` runs in its own process group against a temp DAGSTER_HOME holding
-deploy/dagster.yaml, with the sensor's minimum interval as configured (30 s). Uploads go
+deploy/dagster.yaml, with the sensor's minimum interval as configured (5 s by default). Uploads go
 over SFTP (paramiko, as an LEA would: each file to a temporary name, renamed, then the
 `ready` marker) to the embedded server; the clock starts when the `ready` marker is written
 (the upload is complete) and stops when a short read-only DuckDB connection sees the upload
@@ -31,6 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
+
+from rostering_pipeline.defs.ingest.sensors import TICK_SECONDS  # noqa: E402
 
 SMALL_LEA, BIG_LEA = "301001", "301002"
 
@@ -202,7 +204,7 @@ def main() -> None:
     )  # fmt: skip
     table = common.print_table(
         "Landing (ready written) to applied (seen in ingest.uploads), dagster dev, sensor"
-        " minimum interval 30 s",
+        f" minimum interval {TICK_SECONDS} s",
         header,
         rows,
     )

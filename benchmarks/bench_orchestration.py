@@ -9,7 +9,7 @@ Three measurements over the same N synthetic LEAs (500 students each, day 1, `re
    inbox, download and archive, record, validate, plan, apply, reconcile, report, clear);
    per-run overhead = run duration - direct duration of the same LEA;
 3. daemon (unless --daemon-leas 0): `dagster dev` started in its own process group, the
-   sensor as configured (30 s minimum interval), runs launched by the daemon through the
+   sensor as configured (5 s minimum interval), runs launched by the daemon through the
    queued run coordinator; wall time from landing to every upload applied, run durations
    from the instance's run records.
 
@@ -128,11 +128,12 @@ def direct(root: Path, uploads: dict[str, Path]) -> dict:
             for item in complete:
                 t = time.monotonic()
                 lea = item.lea_id
-                files = inbox_files(sftp, lea)
-                upload = download_upload(sftp, archive, lea, source_key(lea, files), files)
-                with warehouse.connect() as conn:
-                    record_upload(conn, upload, datetime.now(UTC), "direct")
-                clear_inbox(sftp, upload)
+                with sftp.connected():  # as raw_upload does: one SSH connection
+                    files = inbox_files(sftp, lea)
+                    upload = download_upload(sftp, archive, lea, source_key(lea, files), files)
+                    with warehouse.connect() as conn:
+                        record_upload(conn, upload, datetime.now(UTC), "direct")
+                    clear_inbox(sftp, upload)
                 validated = validate_upload(lea, upload.read_files(), upload.received_at.date())
                 with warehouse.connect() as conn:
                     record_rejections(conn, upload, validated.rejections, datetime.now(UTC))

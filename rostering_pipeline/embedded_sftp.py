@@ -79,6 +79,7 @@ class _ConnectionState(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
         self._owner._live_connections.add(conn)
+        self._owner.connections_made += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._conn is not None:
@@ -251,6 +252,8 @@ class EmbeddedSftpServer:
         self.password = password
         #: Fault injection (tests only); mutable while the server runs.
         self.cut_after_bytes = cut_after_bytes
+        #: TCP connections accepted so far (each one an SSH handshake the client paid for).
+        self.connections_made = 0
         #: How many connections to cut at ``cut_after_bytes`` (None: every one), so a test
         #: can drop the first download and let the client's retry succeed.
         self.cuts_left: int | None = cut_times

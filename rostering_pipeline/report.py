@@ -228,6 +228,7 @@ def deliver_report(
     """Write the report and the rejections CSV to the LEA's outbox; returns their paths."""
     report_path = f"{outbox(upload.lea_id)}/{report_name(upload)}"
     csv_path = f"{outbox(upload.lea_id)}/{rejections_name(upload)}"
-    sftp.write_bytes(report_path, render_report(upload, plan, rejections).encode("utf-8"))
-    sftp.write_bytes(csv_path, render_rejections_csv(rejections))
+    with sftp.connected():
+        sftp.write_bytes(report_path, render_report(upload, plan, rejections).encode("utf-8"))
+        sftp.write_bytes(csv_path, render_rejections_csv(rejections))
     return [report_path, csv_path]

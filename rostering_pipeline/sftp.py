@@ -19,7 +19,7 @@ from typing import TypeVar
 import dagster as dg
 import paramiko
 from paramiko.sftp import CMD_CLOSE, CMD_NAME, CMD_OPENDIR, CMD_READDIR
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 log = logging.getLogger(__name__)
 LEA_FOLDER = re.compile(r"^\d{6}$")
@@ -69,16 +69,53 @@ class SftpResource(dg.ConfigurableResource):
     retries: int = 3
     retry_backoff_seconds: float = 1.0
 
+    _held: _HeldConnection | None = PrivateAttr(default=None)
+
+    @contextmanager
+    def connected(self) -> Iterator[None]:
+        """Every operation inside the block shares one SSH connection (made when first
+        needed), instead of a handshake per listing, file and move: a step's whole SFTP
+        work. A connection that fails is dropped and the retry makes a new one."""
+        if self._held is not None:
+            yield
+            return
+        self._held = _HeldConnection()
+        try:
+            yield
+        finally:
+            held, self._held = self._held, None
+            held.close()
+
     @contextmanager
     def session(self) -> Iterator[paramiko.SFTPClient]:
-        """A connected SFTP client; connecting retries transient faults with backoff."""
+        """A connected SFTP client; connecting retries transient faults with backoff.
+        Inside `connected()`, the block's shared connection."""
+        held = self._held
+        if held is not None:
+            if held.sftp is None:
+                held.client, held.sftp = self._open()
+            try:
+                yield held.sftp
+            except (*TRANSIENT, OSError) as error:
+                if not isinstance(error, (PermissionError, FileNotFoundError)):
+                    held.close()  # broken or in doubt: the next attempt connects afresh
+                raise
+            return
+        client, sftp = self._open()
+        try:
+            yield sftp
+        finally:
+            client.close()
+
+    def _open(self) -> tuple[paramiko.SSHClient, paramiko.SFTPClient]:
         client = self._retry(self._connect, what=f"connect to {self.host}:{self.port}")
         try:
             sftp = client.open_sftp()
             sftp.get_channel().settimeout(self.io_timeout_seconds)
-            yield sftp
-        finally:
+        except BaseException:
             client.close()
+            raise
+        return client, sftp
 
     def _connect(self) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
@@ -273,6 +310,19 @@ class SftpResource(dg.ConfigurableResource):
             what=f"move files from {source_dir}/ to {target_dir}/",
             access=f"write access to {source_dir}/ and {posixpath.dirname(target_dir)}/",
         )
+
+
+class _HeldConnection:
+    """The connection an `SftpResource.connected()` block shares, once made."""
+
+    def __init__(self) -> None:
+        self.client: paramiko.SSHClient | None = None
+        self.sftp: paramiko.SFTPClient | None = None
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        self.client = self.sftp = None
 
 
 def _lea_folders(sftp: paramiko.SFTPClient) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
 from rostering_pipeline_tests.conftest import Pipeline
 from rostering_pipeline_tests.uploads import day_one, day_two
 
@@ -152,3 +153,19 @@ def test_stored_step_outputs_are_owner_only(pipeline: Pipeline) -> None:
     assert outputs, f"no stored output under {storage}"
     for path in outputs:
         assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
+
+
+def test_a_sync_makes_one_ssh_connection_per_step_that_uses_sftp(
+    pipeline: Pipeline, sftp_server: EmbeddedSftpServer
+) -> None:
+    """The sensor's listing, raw_upload (listing, six downloads, moving the files) and
+    sync_report (two files) each share one connection: a handshake costs more than reading
+    a small LEA's files."""
+    pipeline.upload(LEA, day_one())
+    before = sftp_server.connections_made
+
+    runs = pipeline.sync()
+
+    assert [r.success for r in runs] == [True]
+    assert pipeline.query("select status from ingest.uploads") == [("applied",)]
+    assert sftp_server.connections_made - before == 3

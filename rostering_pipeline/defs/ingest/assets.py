@@ -53,14 +53,16 @@ def raw_upload(
     """An LEA's upload from its SFTP inbox, archived unchanged by sha256 and recorded."""
     lea_id = context.partition_key
     try:
-        upload = _receive(lea_id, config, sftp, warehouse, ingest_settings)
-        with warehouse.connect() as conn:
-            record_upload(conn, upload, datetime.now(UTC), context.run.run_id)
-        if upload.refused:
-            # Nothing of an upload with refused entries is read: the LEA is told what to fix
-            # and the later steps are skipped (the run succeeds; the roster is untouched).
-            reject_refused_upload(sftp, warehouse, upload, datetime.now(UTC))
-        clear_inbox(sftp, upload)
+        with sftp.connected():  # one SSH connection for the listing, files and moves
+            upload = _receive(lea_id, config, sftp, warehouse, ingest_settings)
+            with warehouse.connect() as conn:
+                record_upload(conn, upload, datetime.now(UTC), context.run.run_id)
+            if upload.refused:
+                # Nothing of an upload with refused entries is read: the LEA is told what to
+                # fix and the later steps are skipped (the run succeeds; the roster is
+                # untouched).
+                reject_refused_upload(sftp, warehouse, upload, datetime.now(UTC))
+            clear_inbox(sftp, upload)
     except UploadNotReady as error:
         # The LEA is still writing: not a fault. The changed listing is a new upload to the
         # sensor, which requests it once it is complete; this run reads and applies nothing.
