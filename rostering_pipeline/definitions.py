@@ -5,8 +5,8 @@ from pathlib import Path
 
 import dagster as dg
 
-# Step outputs that Dagster stores between steps hold students' records: every file this
-# process creates (outputs, archive, warehouse, logs) is readable by its owner only.
+# The archive, warehouse and outbox copies hold students' records: every file this process
+# creates (those, Dagster's storage and logs) is readable by its owner only.
 os.umask(0o077)
 
 

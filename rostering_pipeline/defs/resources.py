@@ -17,5 +17,10 @@ def resources() -> dg.Definitions:
             "ingest_settings": ingest_settings_from_env(),
             "lea_settings": LeaSettingsResource(path=settings_path),
             "notifier": Notifier(),
+            # A sync run executes in one process (sync_upload's in-process executor), so its
+            # steps hand tables to each other in memory: no student record is written to
+            # Dagster's storage, and no time goes on pickling frames and logging each load.
+            # A run always starts at raw_upload (a re-run replays the archived upload).
+            "io_manager": dg.mem_io_manager,
         }
     )

@@ -52,7 +52,8 @@ def lea_inbox_sensor(
     )
     known = set(context.instance.get_dynamic_partitions(lea_partitions.name))
     new_leas = sorted({u.lea_id for u in complete} - known)
-    runs = [r for upload in complete if (r := _inbox_request(context.instance, upload))]
+    by_upload = _runs_by_upload(context.instance, complete)
+    runs = [r for u in complete if (r := _inbox_request(u, by_upload[u.source_key]))]
     runs += _recovery_requests(context, warehouse, {u.source_key for u in complete})
     return dg.SensorResult(
         run_requests=runs,
@@ -72,6 +73,11 @@ def failed_attempts(
     records = instance.get_run_records(
         dg.RunsFilter(tags={UPLOAD_KEY_TAG: upload_key}), limit=MAX_AUTOMATIC_RETRIES + 2
     )
+    return _failed_runs(records, failed_after)
+
+
+def _failed_runs(records: list[dg.RunRecord], failed_after: datetime | None) -> int | None:
+    """failed_attempts over one upload's run records, newest first."""
     if any(r.dagster_run.status != dg.DagsterRunStatus.FAILURE for r in records):
         return None
     if len(records) > MAX_AUTOMATIC_RETRIES:
@@ -87,8 +93,24 @@ def _run_key(base: str, attempt: int) -> str:
     return base if attempt == 0 else f"{base}-retry{attempt}"
 
 
-def _inbox_request(instance: dg.DagsterInstance, upload: CompleteUpload) -> dg.RunRequest | None:
-    attempt = failed_attempts(instance, upload.source_key)
+def _runs_by_upload(
+    instance: dg.DagsterInstance, uploads: list[CompleteUpload]
+) -> dict[str, list[dg.RunRecord]]:
+    """The runs of each complete upload, newest first, in one query for the whole tick
+    (a busy morning has hundreds of uploads waiting in their inboxes at once)."""
+    if not uploads:
+        return {}
+    keys = sorted({u.source_key for u in uploads})
+    runs: dict[str, list[dg.RunRecord]] = {key: [] for key in keys}
+    for record in instance.get_run_records(dg.RunsFilter(tags={UPLOAD_KEY_TAG: keys})):
+        key = record.dagster_run.tags.get(UPLOAD_KEY_TAG)
+        if key in runs:
+            runs[key].append(record)
+    return runs
+
+
+def _inbox_request(upload: CompleteUpload, runs: list[dg.RunRecord]) -> dg.RunRequest | None:
+    attempt = _failed_runs(runs, None)
     if attempt is None:
         return None
     return dg.RunRequest(
