@@ -268,6 +268,9 @@ def main() -> None:
         "--daemon-leas", type=int, default=8, help="LEAs through dagster dev (0: skip)"
     )
     parser.add_argument("--daemon-timeout", type=float, default=540.0)
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work folder (instance, warehouse, logs)"
+    )
     parser.add_argument("--listing-leas", type=int, default=1200)
     parser.add_argument(
         "--cold-bytecode",
@@ -298,7 +301,10 @@ def main() -> None:
         print(f"… sensor listing over {args.listing_leas} folders", file=sys.stderr, flush=True)
         result["listing"] = sensor_listing(args.listing_leas)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"… kept {work} (DAGSTER_HOME: {work}/daemon/dagster_home)", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     result["script_seconds"] = time.monotonic() - started
 
     ip, dr = result["in_process"], result["direct"]

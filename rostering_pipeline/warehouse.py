@@ -121,6 +121,8 @@ class WarehouseResource(dg.ConfigurableResource):
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
         try:
+            # Text comes back as Arrow string views, which polars takes without copying.
+            conn.execute("set produce_arrow_string_view = true")
             if not read_only:
                 conn.execute(DDL)
                 path.chmod(0o600)

@@ -10,6 +10,9 @@ import polars as pl
 from ..upload_spec.files import BY_ENTITY, ENTITIES
 from .diff import EntityDiff
 
+#: Frames handed to DuckDB keep polars' own string layout (Arrow string views): no copy.
+ARROW = pl.CompatLevel.newest()
+
 
 def read_roster(conn: duckdb.DuckDBPyConnection, lea_id: str) -> dict[str, pl.DataFrame]:
     """The applied roster of one LEA, entity by entity."""
@@ -49,7 +52,7 @@ def write_diff(
     keys = pl.concat([diff.drops.select(spec.key), diff.rows.select(spec.key)])
     if keys.height:
         match = " and ".join(f"t.{k} = k.{k}" for k in spec.key)
-        conn.register("changed_keys", keys.to_arrow())
+        conn.register("changed_keys", keys.to_arrow(compat_level=ARROW))
         conn.execute(
             f"delete from {table} t using changed_keys k where t.lea_id = ? and {match}",
             [lea_id],
@@ -57,7 +60,7 @@ def write_diff(
         conn.unregister("changed_keys")
     if diff.rows.height:
         columns = ", ".join(spec.columns)
-        conn.register("new_rows", diff.rows.select(spec.columns).to_arrow())
+        conn.register("new_rows", diff.rows.select(spec.columns).to_arrow(compat_level=ARROW))
         conn.execute(
             f"insert into {table} (lea_id, {columns}, upload_id) "
             f"select ?, {columns}, ? from new_rows",
@@ -65,7 +68,7 @@ def write_diff(
         )
         conn.unregister("new_rows")
     if diff.changes.height:
-        conn.register("new_changes", diff.changes.to_arrow())
+        conn.register("new_changes", diff.changes.to_arrow(compat_level=ARROW))
         conn.execute(
             "insert into roster.changes (upload_id, lea_id, entity, key, change, old_values,"
             " new_values, source_line, applied_at) select ?, ?, ?, key, change, old_values,"
@@ -83,7 +86,7 @@ def write_accounts(
     counts = {"created": 0, "reactivated": 0, "renamed": 0, "deactivated": 0}
     if staff.rows.height:
         logins = staff.rows.select("staff_id", pl.col("email").str.to_lowercase().alias("username"))
-        conn.register("logins", logins.to_arrow())
+        conn.register("logins", logins.to_arrow(compat_level=ARROW))
         counts["reactivated"] = conn.execute(
             "select count(*) from roster.accounts a join logins l using (staff_id)"
             " where a.lea_id = ? and a.status = 'inactive'",
@@ -108,7 +111,7 @@ def write_accounts(
         ).fetchone()[0]
         conn.unregister("logins")
     if staff.drops.height:
-        conn.register("gone", staff.drops.to_arrow())
+        conn.register("gone", staff.drops.to_arrow(compat_level=ARROW))
         counts["deactivated"] = conn.execute(
             "update roster.accounts a set status = 'inactive', deactivated_at = ?, updated_at = ?"
             " from gone g where a.lea_id = ? and a.staff_id = g.staff_id and a.status = 'active'",
