@@ -2,10 +2,10 @@
 
 DefaultRunLauncher starts each run as a process on this machine but cannot tell when that
 process has died (a crash, an out-of-memory kill, the daemon's host restarting). Such a run
-stays "started" until `max_runtime_seconds`, holding its LEA's run slot and perhaps the
-warehouse pool. The run's own event log names its process id, so the monitoring daemon can
-ask the operating system whether the process is still there and fail the run within one
-poll; lea_inbox_sensor then requests its upload again.
+stays "started" until `max_runtime_seconds`, holding its LEA's run slot. The run's own
+event log names its process id, so the monitoring daemon can ask the operating system
+whether the process is still there and fail the run within one poll; lea_inbox_sensor then
+requests its upload again.
 """
 
 from __future__ import annotations

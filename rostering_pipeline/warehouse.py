@@ -1,11 +1,16 @@
 """The DuckDB warehouse: its tables (a contract other systems query) and how steps reach it.
 
-DuckDB lets one process open a file at a time. Steps that write use the `warehouse` pool so
-Dagster runs them one at a time; `connect` also waits out a lock held by anyone else.
+DuckDB lets one process open a file at a time. Every step reaches the file through
+`WarehouseResource.connect`, which waits (bounded) while another process holds it: that one
+mechanism serialises access, for exactly as long as each connection is open. (A Dagster pool
+around whole steps was tried: its slot stayed held while steps loaded inputs and logged, and
+blocked steps poll for it at 1 s and slower, which capped a busy morning at one LEA every
+~3.8 s; benchmarks/bench_orchestration.py.)
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,8 +18,6 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-
-WAREHOUSE_POOL = "warehouse"
 
 DDL = """
 create schema if not exists ingest;
@@ -96,6 +99,14 @@ create table if not exists roster.changes (
 """
 
 
+#: Longest pause between attempts to open a warehouse another process holds.
+MAX_LOCK_POLL_SECONDS = 0.25
+
+
+class WarehouseBusy(Exception):
+    """Another process held the warehouse for longer than the resource waits."""
+
+
 class WarehouseResource(dg.ConfigurableResource):
     """The DuckDB file holding ingest, quality and roster schemas."""
 
@@ -109,17 +120,31 @@ class WarehouseResource(dg.ConfigurableResource):
         read_only = read_only and path.exists()
         if not read_only:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        deadline = time.monotonic() + self.lock_timeout_seconds
-        delay = 0.05
+        started = time.monotonic()
+        delay = 0.02
         while True:
             try:
                 conn = duckdb.connect(str(path), read_only=read_only)
                 break
             except duckdb.IOException as error:
-                if "lock" not in str(error).lower() or time.monotonic() > deadline:
+                if "lock" not in str(error).lower():
                     raise
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                waited = time.monotonic() - started
+                if waited > self.lock_timeout_seconds:
+                    raise WarehouseBusy(
+                        f"The warehouse {path} was held by another process for {waited:.0f} s "
+                        f"({error}). Nothing was written; the run can be re-executed once that "
+                        "process finishes (dagster runs, or a DuckDB shell left open)."
+                    ) from None
+                # Short, jittered polls: a connection is held for one transaction, and
+                # several runs waiting must not retry in lockstep.
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, MAX_LOCK_POLL_SECONDS)
+        waited = time.monotonic() - started
+        if waited > 2.0:
+            dg.get_dagster_logger().info(
+                f"waited {waited:.1f} s for the warehouse: another run was using it"
+            )
         try:
             # Text comes back as Arrow string views, which polars takes without copying.
             conn.execute("set produce_arrow_string_view = true")

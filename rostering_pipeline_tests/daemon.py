@@ -1,9 +1,9 @@
 """A real Dagster daemon for tests: `dagster-daemon run` over the repository's workspace.yaml,
 with its own DAGSTER_HOME holding a copy of deploy/dagster.yaml (queued run coordinator,
-warehouse pool, per-LEA run limit) and the ROSTERING_* environment of the test's servers.
+per-LEA run limit) and the ROSTERING_* environment of the test's servers.
 
 The daemon launches runs as DefaultRunLauncher subprocesses, exactly as in production, so
-tests see real DuckDB lock contention, the concurrency pool and process crashes. It is
+tests see real DuckDB lock contention between run processes, and process crashes. It is
 started in its own session and always killed as a process group (daemon, code server and
 run workers together), so a test can never leave one behind.
 """

@@ -16,7 +16,7 @@ from rostering_pipeline.upload_spec.files import ENTITIES
 from rostering_pipeline.upload_spec.validate import ValidatedUpload
 from rostering_pipeline.uploads import Upload
 from rostering_pipeline.validated import from_frames
-from rostering_pipeline.warehouse import WAREHOUSE_POOL, WarehouseResource
+from rostering_pipeline.warehouse import WarehouseResource
 
 MASS_DROP_SAFEGUARD = "mass_drop_safeguard"
 RECONCILIATION = "reconciliation"
@@ -75,7 +75,6 @@ def _change_metadata(plan: RosterDiff) -> dict[str, dg.MetadataValue]:
     group_name="diff",
     kinds={"polars", "duckdb"},
     owners=["team:rostering"],
-    pool=WAREHOUSE_POOL,
     ins={"raw_upload": dg.AssetIn(), **VALIDATED_INS},
     check_specs=[
         dg.AssetCheckSpec(
@@ -157,7 +156,9 @@ def roster_diff(
     group_name="apply",
     kinds={"duckdb"},
     owners=["team:rostering"],
-    pool=WAREHOUSE_POOL,
+    # The write is serialised by DuckDB's file lock, waited out in WarehouseResource.connect
+    # for just the transaction (not the whole step); apply_upload plans again inside the
+    # transaction if another upload of the LEA was applied since roster_diff.
     ins={"raw_upload": dg.AssetIn(), "roster_diff": dg.AssetIn(), **VALIDATED_INS},
     check_specs=[
         dg.AssetCheckSpec(

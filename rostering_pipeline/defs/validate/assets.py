@@ -55,8 +55,8 @@ DESCRIPTIONS = {
         )
     ],
     ins={"raw_upload": dg.AssetIn()},
-    # No warehouse pool: validation is CPU work that runs of different LEAs may overlap;
-    # its two short warehouse visits wait out DuckDB's lock (WarehouseResource.connect).
+    # Validation is CPU work that runs of different LEAs overlap; its two short warehouse
+    # visits wait out DuckDB's lock (WarehouseResource.connect), as every step's do.
 )
 def validated_tables(
     context: dg.AssetExecutionContext,
