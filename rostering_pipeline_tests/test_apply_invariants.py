@@ -13,7 +13,9 @@ import duckdb
 import polars as pl
 import pytest
 
+from rostering_pipeline.defs.operations.maintenance import warehouse_maintenance
 from rostering_pipeline.roster.history import roster_as_of
+from rostering_pipeline.warehouse import WarehouseResource
 from rostering_pipeline_tests.conftest import Pipeline
 from rostering_pipeline_tests.uploads import CAMPUSES, CLASSES, STAFF, day_one, day_two
 
@@ -276,3 +278,32 @@ def test_backfill_reapplies_the_latest_archived_upload(pipeline: Pipeline) -> No
     ) == [("C1|S2", "add")]
     assert _materialize(pipeline, {}).success  # again: nothing left to change
     assert pipeline.query("select count(*) from roster.changes") == [(12 + 1,)]
+
+
+def test_nightly_compaction_drops_deleted_rows_and_keeps_every_row(pipeline: Pipeline) -> None:
+    """Applies leave deleted rows in place (no vacuum at their checkpoints); the
+    warehouse_maintenance job rewrites the tables without them, changing no row."""
+    pipeline.upload(LEA, day_one(), day=1)
+    pipeline.sync()
+    pipeline.upload(LEA, day_two(), day=2)
+    assert [r.success for r in pipeline.sync()] == [True]
+    tables = ("roster.students", "roster.enrollments", "roster.accounts")
+    rows = {t: sorted(pipeline.query(f"select * from {t}")) for t in tables}
+    groups = {t: _row_groups(pipeline, t) for t in tables}
+    assert groups["roster.students"] > 1  # day 2's replaced rows sit beside deleted ones
+
+    result = warehouse_maintenance.execute_in_process(
+        instance=pipeline.instance,
+        resources={"warehouse": WarehouseResource(path=str(pipeline.warehouse))},
+    )
+
+    assert result.success
+    assert {t: sorted(pipeline.query(f"select * from {t}")) for t in tables} == rows
+    assert {t: _row_groups(pipeline, t) for t in tables} == {t: 1 for t in tables}
+
+
+def _row_groups(pipeline: Pipeline, table: str) -> int:
+    [(count,)] = pipeline.query(
+        f"select count(distinct row_group_id) from pragma_storage_info('{table}')"
+    )
+    return count
