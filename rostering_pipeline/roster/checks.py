@@ -8,20 +8,21 @@ from ..upload_spec.files import ENTITIES
 from ..upload_spec.integrity import REFERENCES
 from ..upload_spec.validate import ValidatedUpload
 from .diff import diff_entity, protected_keys
-from .store import read_roster
+from .store import roster_differences
 
 
 def reconcile(conn: duckdb.DuckDBPyConnection, validated: ValidatedUpload) -> dict[str, list[str]]:
     """Keys where the applied roster differs from the validated snapshot (minus rejections):
     the diff of the snapshot against the roster must be empty after an apply."""
-    roster = read_roster(conn, validated.lea_id)
+    differences = roster_differences(conn, validated.lea_id, validated.tables)
     differing = {}
     for entity in ENTITIES:
+        current = differences.current[entity]
         diff = diff_entity(
             entity,
-            roster[entity],
-            validated.tables[entity],
-            protected_keys(entity, validated.rejected_keys, roster[entity]),
+            current,
+            differences.snapshot[entity],
+            protected_keys(entity, validated.rejected_keys, current),
         )
         keys = diff.changes.get_column("key").sort().to_list()
         if keys:

@@ -12,7 +12,7 @@ from ..upload_spec.files import ENTITIES
 from ..upload_spec.validate import ValidatedUpload
 from ..uploads import Upload
 from .diff import EntityDiff, diff_entity, protected_keys
-from .store import last_applied_upload, read_roster
+from .store import last_applied_upload, roster_differences
 
 FINAL_STATUSES = ("applied", "rejected", "duplicate", "superseded")
 
@@ -104,18 +104,19 @@ def plan_upload(
             "blackout",
         )
 
-    current = read_roster(conn, upload.lea_id)
+    differences = roster_differences(conn, upload.lea_id, validated.tables)
+    current = differences.current
     diffs = {
         entity: diff_entity(
             entity,
             current[entity],
-            validated.tables[entity],
+            differences.snapshot[entity],
             protected_keys(entity, validated.rejected_keys, current[entity]),
             drops_allowed=settings.mode == "complete",
         )
         for entity in ENTITIES
     }
-    active = {entity: current[entity].height for entity in ENTITIES}
+    active = differences.active
     plan = decided("apply", "")
     plan.entities, plan.active = diffs, active
     tripped = [

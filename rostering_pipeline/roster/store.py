@@ -2,27 +2,71 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import duckdb
 import polars as pl
 
 from ..upload_spec.files import BY_ENTITY, ENTITIES
+from ..upload_spec.reading import LINE
 from .diff import EntityDiff
 
 #: Frames handed to DuckDB keep polars' own string layout (Arrow string views): no copy.
 ARROW = pl.CompatLevel.newest()
 
 
-def read_roster(conn: duckdb.DuckDBPyConnection, lea_id: str) -> dict[str, pl.DataFrame]:
-    """The applied roster of one LEA, entity by entity."""
-    roster = {}
+@dataclass
+class RosterDifferences:
+    """Per entity, the rows where the applied roster and an upload's snapshot differ.
+
+    `current`: applied rows with no identical row in the snapshot (drops, and the old side
+    of updates); `snapshot`: snapshot rows with no identical applied row (adds, and the new
+    side of updates); `active`: how many rows the LEA has applied. A row present unchanged
+    on both sides is in neither frame, so diffing these frames gives exactly the changes a
+    diff of the whole roster would, without bringing an LEA's unchanged millions of rows
+    out of DuckDB."""
+
+    current: dict[str, pl.DataFrame]
+    snapshot: dict[str, pl.DataFrame]
+    active: dict[str, int]
+
+
+def roster_differences(
+    conn: duckdb.DuckDBPyConnection, lea_id: str, tables: dict[str, pl.DataFrame]
+) -> RosterDifferences:
+    """Compare the LEA's applied roster with `tables` (validated rows, with `_line`) inside
+    DuckDB: one full join per entity on its key, keeping the pairs that differ in any
+    column (a null equals a null) and the rows with no partner."""
+    current, snapshot, active = {}, {}, {}
     for entity in ENTITIES:
-        columns = ", ".join(BY_ENTITY[entity].columns)
-        roster[entity] = conn.execute(
-            f"select {columns} from roster.{entity} where lea_id = ?", [lea_id]
-        ).pl()
-    return roster
+        spec = BY_ENTITY[entity]
+        columns, first = spec.columns, spec.key[0]
+        on = " and ".join(f"r.{k} = s.{k}" for k in spec.key)
+        differ = [f"r.{c} is distinct from s.{c}" for c in columns if c not in spec.key]
+        pairs = ", ".join([f'r.{c} as "r.{c}", s.{c} as "s.{c}"' for c in columns] + [f"s.{LINE}"])
+        frame = tables[entity].select(*columns, LINE).to_arrow(compat_level=ARROW)
+        conn.register("_snapshot", frame)
+        try:
+            found = conn.execute(
+                f"select {pairs} from (select {', '.join(columns)} from roster.{entity}"
+                f" where lea_id = ?) r full join _snapshot s on {on}"
+                f" where r.{first} is null or s.{first} is null"
+                + "".join(f" or {d}" for d in differ),
+                [lea_id],
+            ).pl()
+        finally:
+            conn.unregister("_snapshot")
+        current[entity] = found.filter(pl.col(f"r.{first}").is_not_null()).select(
+            pl.col(f"r.{c}").alias(c) for c in columns
+        )
+        snapshot[entity] = found.filter(pl.col(f"s.{first}").is_not_null()).select(
+            *(pl.col(f"s.{c}").alias(c) for c in columns), LINE
+        )
+        active[entity] = conn.execute(
+            f"select count(*) from roster.{entity} where lea_id = ?", [lea_id]
+        ).fetchone()[0]
+    return RosterDifferences(current, snapshot, active)
 
 
 def last_applied_upload(
