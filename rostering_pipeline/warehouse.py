@@ -103,8 +103,9 @@ create table if not exists roster.changes (
 MAX_LOCK_POLL_SECONDS = 0.25
 
 
-class WarehouseBusy(Exception):
-    """Another process held the warehouse for longer than the resource waits."""
+class WarehouseBusy(duckdb.IOException):
+    """Another process held the warehouse for longer than the resource waits (a DuckDB
+    IOException, as the lock error it replaces)."""
 
 
 class WarehouseResource(dg.ConfigurableResource):

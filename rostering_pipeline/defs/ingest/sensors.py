@@ -18,8 +18,9 @@ UPLOAD_KEY_TAG = "rostering/upload_key"
 #: Runs the sensor starts again by itself for an upload whose runs failed (a crash, a
 #: restart, a dropped connection); past this, an operator re-executes (see the README).
 MAX_AUTOMATIC_RETRIES = 3
-#: How long the tick waits for the warehouse; a busy warehouse postpones recovery one tick.
-WAREHOUSE_WAIT_SECONDS = 3.0
+#: How long the tick waits for the warehouse; a busy warehouse postpones recovery one tick
+#: (short, so a run applying a large LEA does not delay every inbox's next look).
+WAREHOUSE_WAIT_SECONDS = 0.5
 #: Uploads decided longer ago than this are not looked at again by the recovery pass.
 RECOVERY_WINDOW = timedelta(days=2)
 #: Seconds between ticks (ROSTERING_SENSOR_INTERVAL_SECONDS). A tick lists every inbox in one

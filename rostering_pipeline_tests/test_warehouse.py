@@ -1,0 +1,60 @@
+"""The warehouse resource: one process at a time, waited for within a bound."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rostering_pipeline.warehouse import WarehouseBusy, WarehouseResource
+
+HOLD = """
+import sys, time, duckdb
+conn = duckdb.connect(sys.argv[1])
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.close()
+"""
+
+
+def _hold(path: Path, seconds: float) -> subprocess.Popen[str]:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+    return holder
+
+
+def test_a_connection_waits_while_another_process_holds_the_file(tmp_path: Path) -> None:
+    warehouse = WarehouseResource(path=str(tmp_path / "warehouse.duckdb"))
+    with warehouse.connect():
+        pass
+    holder = _hold(tmp_path / "warehouse.duckdb", 1.0)
+    try:
+        started = time.monotonic()
+        with warehouse.connect() as conn:
+            waited = time.monotonic() - started
+            assert conn.execute("select count(*) from ingest.uploads").fetchone() == (0,)
+    finally:
+        holder.wait(timeout=30)
+    assert 0.3 < waited < 10
+
+
+def test_a_warehouse_held_past_the_bound_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "warehouse.duckdb"
+    with WarehouseResource(path=str(path)).connect():
+        pass
+    holder = _hold(path, 5.0)
+    try:
+        with pytest.raises(WarehouseBusy) as raised:
+            with WarehouseResource(path=str(path), lock_timeout_seconds=0.5).connect():
+                pass
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    message = str(raised.value)
+    assert str(path) in message
+    assert "held by another process" in message and "re-executed" in message
