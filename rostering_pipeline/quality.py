@@ -8,6 +8,7 @@ import duckdb
 import polars as pl
 
 from .uploads import Upload
+from .warehouse import registered
 
 
 def record_rejections(
@@ -17,14 +18,13 @@ def record_rejections(
     conn.execute("begin transaction")
     try:
         conn.execute("delete from quality.rejections where upload_id = ?", [upload.upload_id])
-        conn.register("new_rejections", rejections.to_arrow())
-        conn.execute(
-            'insert into quality.rejections (upload_id, lea_id, file, line, "column", rule,'
-            ' value, fix, level, recorded_at) select ?, ?, file, line, "column", rule, value,'
-            " fix, level, ? from new_rejections",
-            [upload.upload_id, upload.lea_id, now],
-        )
-        conn.unregister("new_rejections")
+        with registered(conn, "new_rejections", rejections):
+            conn.execute(
+                'insert into quality.rejections (upload_id, lea_id, file, line, "column", rule,'
+                ' value, fix, level, recorded_at) select ?, ?, file, line, "column", rule,'
+                " value, fix, level, ? from new_rejections",
+                [upload.upload_id, upload.lea_id, now],
+            )
         conn.execute("commit")
     except BaseException:
         conn.execute("rollback")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import polars as pl
 
 DDL = """
 create schema if not exists ingest;
@@ -99,6 +100,9 @@ create table if not exists roster.changes (
 """
 
 
+#: Frames handed to DuckDB keep polars' own string layout (Arrow string views): no copy.
+ARROW = pl.CompatLevel.newest()
+
 #: Longest pause between attempts to open a warehouse another process holds.
 MAX_LOCK_POLL_SECONDS = 0.25
 
@@ -158,6 +162,16 @@ class WarehouseResource(dg.ConfigurableResource):
             yield conn
         finally:
             conn.close()
+
+
+@contextmanager
+def registered(conn: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> Iterator[None]:
+    """`frame` readable in SQL as `name` for the block (zero-copy, through Arrow)."""
+    conn.register(name, frame.to_arrow(compat_level=ARROW))
+    try:
+        yield
+    finally:
+        conn.unregister(name)
 
 
 #: Tables whose rows are deleted and replaced as uploads apply (roster.changes only grows).

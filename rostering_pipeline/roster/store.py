@@ -10,10 +10,8 @@ import polars as pl
 
 from ..upload_spec.files import BY_ENTITY, ENTITIES
 from ..upload_spec.reading import LINE
+from ..warehouse import registered
 from .diff import EntityDiff
-
-#: Frames handed to DuckDB keep polars' own string layout (Arrow string views): no copy.
-ARROW = pl.CompatLevel.newest()
 
 
 @dataclass
@@ -45,9 +43,7 @@ def roster_differences(
         on = " and ".join(f"r.{k} = s.{k}" for k in spec.key)
         differ = [f"r.{c} is distinct from s.{c}" for c in columns if c not in spec.key]
         pairs = ", ".join([f'r.{c} as "r.{c}", s.{c} as "s.{c}"' for c in columns] + [f"s.{LINE}"])
-        frame = tables[entity].select(*columns, LINE).to_arrow(compat_level=ARROW)
-        conn.register("_snapshot", frame)
-        try:
+        with registered(conn, "_snapshot", tables[entity].select(*columns, LINE)):
             found = conn.execute(
                 f"select {pairs} from (select {', '.join(columns)} from roster.{entity}"
                 f" where lea_id = ?) r full join _snapshot s on {on}"
@@ -55,8 +51,6 @@ def roster_differences(
                 + "".join(f" or {d}" for d in differ),
                 [lea_id],
             ).pl()
-        finally:
-            conn.unregister("_snapshot")
         current[entity] = found.filter(pl.col(f"r.{first}").is_not_null()).select(
             pl.col(f"r.{c}").alias(c) for c in columns
         )
@@ -96,30 +90,27 @@ def write_diff(
     keys = pl.concat([diff.drops.select(spec.key), diff.rows.select(spec.key)])
     if keys.height:
         match = " and ".join(f"t.{k} = k.{k}" for k in spec.key)
-        conn.register("changed_keys", keys.to_arrow(compat_level=ARROW))
-        conn.execute(
-            f"delete from {table} t using changed_keys k where t.lea_id = ? and {match}",
-            [lea_id],
-        )
-        conn.unregister("changed_keys")
+        with registered(conn, "changed_keys", keys):
+            conn.execute(
+                f"delete from {table} t using changed_keys k where t.lea_id = ? and {match}",
+                [lea_id],
+            )
     if diff.rows.height:
         columns = ", ".join(spec.columns)
-        conn.register("new_rows", diff.rows.select(spec.columns).to_arrow(compat_level=ARROW))
-        conn.execute(
-            f"insert into {table} (lea_id, {columns}, upload_id) "
-            f"select ?, {columns}, ? from new_rows",
-            [lea_id, upload_id],
-        )
-        conn.unregister("new_rows")
+        with registered(conn, "new_rows", diff.rows.select(spec.columns)):
+            conn.execute(
+                f"insert into {table} (lea_id, {columns}, upload_id) "
+                f"select ?, {columns}, ? from new_rows",
+                [lea_id, upload_id],
+            )
     if diff.changes.height:
-        conn.register("new_changes", diff.changes.to_arrow(compat_level=ARROW))
-        conn.execute(
-            "insert into roster.changes (upload_id, lea_id, entity, key, change, old_values,"
-            " new_values, source_line, applied_at) select ?, ?, ?, key, change, old_values,"
-            " new_values, source_line, ? from new_changes",
-            [upload_id, lea_id, diff.entity, applied_at],
-        )
-        conn.unregister("new_changes")
+        with registered(conn, "new_changes", diff.changes):
+            conn.execute(
+                "insert into roster.changes (upload_id, lea_id, entity, key, change,"
+                " old_values, new_values, source_line, applied_at) select ?, ?, ?, key, change,"
+                " old_values, new_values, source_line, ? from new_changes",
+                [upload_id, lea_id, diff.entity, applied_at],
+            )
 
 
 def write_accounts(
@@ -130,36 +121,35 @@ def write_accounts(
     counts = {"created": 0, "reactivated": 0, "renamed": 0, "deactivated": 0}
     if staff.rows.height:
         logins = staff.rows.select("staff_id", pl.col("email").str.to_lowercase().alias("username"))
-        conn.register("logins", logins.to_arrow(compat_level=ARROW))
-        counts["reactivated"] = conn.execute(
-            "select count(*) from roster.accounts a join logins l using (staff_id)"
-            " where a.lea_id = ? and a.status = 'inactive'",
-            [lea_id],
-        ).fetchone()[0]
-        counts["renamed"] = conn.execute(
-            "select count(*) from roster.accounts a join logins l using (staff_id)"
-            " where a.lea_id = ? and a.username <> l.username",
-            [lea_id],
-        ).fetchone()[0]
-        conn.execute(
-            "update roster.accounts a set username = l.username, status = 'active',"
-            " deactivated_at = null, updated_at = ? from logins l"
-            " where a.lea_id = ? and a.staff_id = l.staff_id",
-            [now, lea_id],
-        )
-        counts["created"] = conn.execute(
-            "insert into roster.accounts select ?, l.staff_id, l.username, 'active', ?, null, ?"
-            " from logins l where l.staff_id not in"
-            " (select staff_id from roster.accounts where lea_id = ?)",
-            [lea_id, now, now, lea_id],
-        ).fetchone()[0]
-        conn.unregister("logins")
+        with registered(conn, "logins", logins):
+            counts["reactivated"] = conn.execute(
+                "select count(*) from roster.accounts a join logins l using (staff_id)"
+                " where a.lea_id = ? and a.status = 'inactive'",
+                [lea_id],
+            ).fetchone()[0]
+            counts["renamed"] = conn.execute(
+                "select count(*) from roster.accounts a join logins l using (staff_id)"
+                " where a.lea_id = ? and a.username <> l.username",
+                [lea_id],
+            ).fetchone()[0]
+            conn.execute(
+                "update roster.accounts a set username = l.username, status = 'active',"
+                " deactivated_at = null, updated_at = ? from logins l"
+                " where a.lea_id = ? and a.staff_id = l.staff_id",
+                [now, lea_id],
+            )
+            counts["created"] = conn.execute(
+                "insert into roster.accounts select ?, l.staff_id, l.username, 'active', ?, null, ?"
+                " from logins l where l.staff_id not in"
+                " (select staff_id from roster.accounts where lea_id = ?)",
+                [lea_id, now, now, lea_id],
+            ).fetchone()[0]
     if staff.drops.height:
-        conn.register("gone", staff.drops.to_arrow(compat_level=ARROW))
-        counts["deactivated"] = conn.execute(
-            "update roster.accounts a set status = 'inactive', deactivated_at = ?, updated_at = ?"
-            " from gone g where a.lea_id = ? and a.staff_id = g.staff_id and a.status = 'active'",
-            [now, now, lea_id],
-        ).fetchone()[0]
-        conn.unregister("gone")
+        with registered(conn, "gone", staff.drops):
+            counts["deactivated"] = conn.execute(
+                "update roster.accounts a set status = 'inactive', deactivated_at = ?,"
+                " updated_at = ? from gone g where a.lea_id = ? and a.staff_id = g.staff_id"
+                " and a.status = 'active'",
+                [now, now, lea_id],
+            ).fetchone()[0]
     return counts
