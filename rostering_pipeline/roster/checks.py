@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import duckdb
 
-from ..upload_spec.files import ENTITIES
 from ..upload_spec.integrity import REFERENCES
 from ..upload_spec.validate import ValidatedUpload
-from .diff import diff_entity, protected_keys
-from .store import roster_differences
+from .store import diff_with_roster
 
 
 def reconcile(conn: duckdb.DuckDBPyConnection, validated: ValidatedUpload) -> dict[str, list[str]]:
     """Keys where the applied roster differs from the validated snapshot (minus rejections):
     the diff of the snapshot against the roster must be empty after an apply."""
-    differences = roster_differences(conn, validated.lea_id, validated.tables)
     differing = {}
-    for entity in ENTITIES:
-        current = differences.current[entity]
-        diff = diff_entity(
-            entity,
-            current,
-            differences.snapshot[entity],
-            protected_keys(entity, validated.rejected_keys, current),
-        )
+    for entity, diff in diff_with_roster(conn, validated).items():
         keys = diff.changes.get_column("key").sort().to_list()
         if keys:
             differing[entity] = keys

@@ -8,11 +8,10 @@ from datetime import UTC, date, datetime
 import duckdb
 
 from ..lea_settings import DEFAULT_SETTINGS, LeaSettings
-from ..upload_spec.files import ENTITIES
 from ..upload_spec.validate import ValidatedUpload
 from ..uploads import Upload
-from .diff import EntityDiff, diff_entity, protected_keys
-from .store import last_applied_upload, roster_differences
+from .diff import EntityDiff
+from .store import applied_counts, diff_with_roster, last_applied_upload
 
 FINAL_STATUSES = ("applied", "rejected", "duplicate", "superseded")
 
@@ -104,19 +103,8 @@ def plan_upload(
             "blackout",
         )
 
-    differences = roster_differences(conn, upload.lea_id, validated.tables)
-    current = differences.current
-    diffs = {
-        entity: diff_entity(
-            entity,
-            current[entity],
-            differences.snapshot[entity],
-            protected_keys(entity, validated.rejected_keys, current[entity]),
-            drops_allowed=settings.mode == "complete",
-        )
-        for entity in ENTITIES
-    }
-    active = differences.active
+    diffs = diff_with_roster(conn, validated, drops_allowed=settings.mode == "complete")
+    active = applied_counts(conn, upload.lea_id)
     plan = decided("apply", "")
     plan.entities, plan.active = diffs, active
     tripped = [

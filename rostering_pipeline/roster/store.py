@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 import duckdb
@@ -10,57 +9,71 @@ import polars as pl
 
 from ..upload_spec.files import BY_ENTITY, ENTITIES
 from ..upload_spec.reading import LINE
+from ..upload_spec.validate import ValidatedUpload
 from ..warehouse import registered
-from .diff import EntityDiff
+from .diff import EntityDiff, diff_entity, protected_keys
 
 
-@dataclass
-class RosterDifferences:
-    """Per entity, the rows where the applied roster and an upload's snapshot differ.
-
-    `current`: applied rows with no identical row in the snapshot (drops, and the old side
-    of updates); `snapshot`: snapshot rows with no identical applied row (adds, and the new
-    side of updates); `active`: how many rows the LEA has applied. A row present unchanged
-    on both sides is in neither frame, so diffing these frames gives exactly the changes a
-    diff of the whole roster would, without bringing an LEA's unchanged millions of rows
-    out of DuckDB."""
-
-    current: dict[str, pl.DataFrame]
-    snapshot: dict[str, pl.DataFrame]
-    active: dict[str, int]
-
-
-def roster_differences(
-    conn: duckdb.DuckDBPyConnection, lea_id: str, tables: dict[str, pl.DataFrame]
-) -> RosterDifferences:
-    """Compare the LEA's applied roster with `tables` (validated rows, with `_line`) inside
-    DuckDB: one full join per entity on its key, keeping the pairs that differ in any
-    column (a null equals a null) and the rows with no partner."""
-    current, snapshot, active = {}, {}, {}
+def diff_with_roster(
+    conn: duckdb.DuckDBPyConnection, validated: ValidatedUpload, *, drops_allowed: bool = True
+) -> dict[str, EntityDiff]:
+    """Each entity's changes from the LEA's applied roster to the validated upload; a
+    rejected row, and the rows that hang off it, are never read as drops."""
+    diffs = {}
     for entity in ENTITIES:
-        spec = BY_ENTITY[entity]
-        columns, first = spec.columns, spec.key[0]
-        on = " and ".join(f"r.{k} = s.{k}" for k in spec.key)
-        differ = [f"r.{c} is distinct from s.{c}" for c in columns if c not in spec.key]
-        pairs = ", ".join([f'r.{c} as "r.{c}", s.{c} as "s.{c}"' for c in columns] + [f"s.{LINE}"])
-        with registered(conn, "_snapshot", tables[entity].select(*columns, LINE)):
-            found = conn.execute(
-                f"select {pairs} from (select {', '.join(columns)} from roster.{entity}"
-                f" where lea_id = ?) r full join _snapshot s on {on}"
-                f" where r.{first} is null or s.{first} is null"
-                + "".join(f" or {d}" for d in differ),
-                [lea_id],
-            ).pl()
-        current[entity] = found.filter(pl.col(f"r.{first}").is_not_null()).select(
-            pl.col(f"r.{c}").alias(c) for c in columns
+        current, snapshot = _differing_rows(
+            conn, validated.lea_id, entity, validated.tables[entity]
         )
-        snapshot[entity] = found.filter(pl.col(f"s.{first}").is_not_null()).select(
-            *(pl.col(f"s.{c}").alias(c) for c in columns), LINE
+        diffs[entity] = diff_entity(
+            entity,
+            current,
+            snapshot,
+            protected_keys(entity, validated.rejected_keys, current),
+            drops_allowed=drops_allowed,
         )
-        active[entity] = conn.execute(
+    return diffs
+
+
+def _differing_rows(
+    conn: duckdb.DuckDBPyConnection, lea_id: str, entity: str, table: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The applied rows and the upload's rows (with `_line`) of one entity that differ.
+
+    DuckDB full-joins the two on the entity's key and keeps the pairs that differ in any
+    column (a null equals a null) and the rows with no partner: drops and the old side of
+    updates in the first frame, adds and the new side of updates in the second. A row
+    unchanged on both sides is in neither, so diffing these frames gives exactly the
+    changes a diff of the whole roster would, without bringing an LEA's unchanged millions
+    of rows out of DuckDB."""
+    spec = BY_ENTITY[entity]
+    columns, first = spec.columns, spec.key[0]
+    on = " and ".join(f"r.{k} = s.{k}" for k in spec.key)
+    differ = [f"r.{c} is distinct from s.{c}" for c in columns if c not in spec.key]
+    pairs = ", ".join([f'r.{c} as "r.{c}", s.{c} as "s.{c}"' for c in columns] + [f"s.{LINE}"])
+    with registered(conn, "_snapshot", table.select(*columns, LINE)):
+        found = conn.execute(
+            f"select {pairs} from (select {', '.join(columns)} from roster.{entity}"
+            f" where lea_id = ?) r full join _snapshot s on {on}"
+            f" where r.{first} is null or s.{first} is null" + "".join(f" or {d}" for d in differ),
+            [lea_id],
+        ).pl()
+    current = found.filter(pl.col(f"r.{first}").is_not_null()).select(
+        pl.col(f"r.{c}").alias(c) for c in columns
+    )
+    snapshot = found.filter(pl.col(f"s.{first}").is_not_null()).select(
+        *(pl.col(f"s.{c}").alias(c) for c in columns), LINE
+    )
+    return current, snapshot
+
+
+def applied_counts(conn: duckdb.DuckDBPyConnection, lea_id: str) -> dict[str, int]:
+    """How many rows of each entity the LEA has applied."""
+    return {
+        entity: conn.execute(
             f"select count(*) from roster.{entity} where lea_id = ?", [lea_id]
         ).fetchone()[0]
-    return RosterDifferences(current, snapshot, active)
+        for entity in ENTITIES
+    }
 
 
 def last_applied_upload(
