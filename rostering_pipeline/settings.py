@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 DEFAULT_MAX_FILE_BYTES = 2 * 1024**3
+#: The state's clock: schedules (the morning freshness check, the nightly compaction) run on it.
+STATE_TIMEZONE = "America/Chicago"
 
 
 class SettingError(ValueError):

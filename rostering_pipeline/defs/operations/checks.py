@@ -3,6 +3,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from rostering_pipeline.freshness import stale_leas
+from rostering_pipeline.settings import STATE_TIMEZONE
 from rostering_pipeline.warehouse import WarehouseResource
 
 LEA_FRESHNESS = "lea_freshness"
@@ -45,7 +46,7 @@ lea_freshness_job = dg.define_asset_job(
 lea_freshness_schedule = dg.ScheduleDefinition(
     job=lea_freshness_job,
     cron_schedule="0 7 * * 1-5",
-    execution_timezone="America/Chicago",
+    execution_timezone=STATE_TIMEZONE,
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Every school-day morning, flag LEAs whose uploads stopped.",
 )

@@ -2,6 +2,7 @@ import time
 
 import dagster as dg
 
+from rostering_pipeline.settings import STATE_TIMEZONE
 from rostering_pipeline.warehouse import WarehouseResource, compact_roster
 
 
@@ -31,7 +32,7 @@ def warehouse_maintenance() -> None:
 warehouse_maintenance_schedule = dg.ScheduleDefinition(
     job=warehouse_maintenance,
     cron_schedule="30 2 * * *",
-    execution_timezone="America/Chicago",
+    execution_timezone=STATE_TIMEZONE,
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Every night at 02:30, when LEAs are not uploading, compact the roster tables.",
 )
