@@ -1,7 +1,7 @@
 """Landing-to-applied latency through a real Dagster deployment.
 
 `dagster dev` runs in its own process group against a temp DAGSTER_HOME holding
-deploy/dagster.yaml, with the sensor's minimum interval as configured (5 s by default). Uploads go
+deploy/dagster.yaml, with the sensor as configured (a tick every 5 s, the daemon's loop). Uploads go
 over SFTP (paramiko, as an LEA would: each file to a temporary name, renamed, then the
 `ready` marker) to the embedded server; the clock starts when the `ready` marker is written
 (the upload is complete) and stops when a short read-only DuckDB connection sees the upload

@@ -9,7 +9,7 @@ Three measurements over the same N synthetic LEAs (500 students each, day 1, `re
    inbox, download and archive, record, validate, plan, apply, reconcile, report, clear);
    per-run overhead = run duration - direct duration of the same LEA;
 3. daemon (unless --daemon-leas 0): `dagster dev` started in its own process group, the
-   sensor as configured (5 s minimum interval), runs launched by the daemon through the
+   sensor as configured (a tick every 5 s), runs launched by the daemon through the
    queued run coordinator; wall time from landing to every upload applied, run durations
    from the instance's run records.
 
