@@ -2,10 +2,11 @@
 with its own DAGSTER_HOME holding a copy of deploy/dagster.yaml (queued run coordinator,
 per-LEA run limit) and the ROSTERING_* environment of the test's servers.
 
-The daemon launches runs as DefaultRunLauncher subprocesses, exactly as in production, so
-tests see real DuckDB lock contention between run processes, and process crashes. It is
-started in its own session and always killed as a process group (daemon, code server and
-run workers together), so a test can never leave one behind.
+The daemon launches runs with deploy/dagster.yaml's LocalRunLauncher (processes forked from
+its forkserver), exactly as in production, so tests see real DuckDB lock contention between
+run processes, and process crashes. It is started in its own session and always killed as a
+process group (daemon, code server, forkserver and run processes together), so a test can
+never leave one behind.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """The pipeline under a real `dagster-daemon`: the sensor, the queued run coordinator with
-deploy/dagster.yaml's limits, DefaultRunLauncher subprocesses, and a daemon killed while runs
-are in flight. Every complete upload ends applied exactly once."""
+deploy/dagster.yaml's limits, run processes forked by LocalRunLauncher, a run terminated as
+the UI would, and a daemon killed while runs are in flight. Every complete upload ends
+applied exactly once."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -12,6 +14,7 @@ import duckdb
 import pytest
 
 from rostering_pipeline.generator import LeaSpec
+from rostering_pipeline.run_launcher import FORKED_TAG, process_alive
 from rostering_pipeline_tests.conftest import Pipeline
 from rostering_pipeline_tests.daemon import Daemon, running_daemon
 from rostering_pipeline_tests.faults import generated_files
@@ -116,6 +119,59 @@ def test_twenty_lea_runs_launched_at_once_all_succeed(pipeline: Pipeline, tmp_pa
     assert most_queued >= 10  # requested together, held in the queue by the coordinator
     assert _most_at_once(records) <= 4  # deploy/dagster.yaml's max_concurrent_runs
     _assert_applied_exactly_once(pipeline, students)
+
+
+def test_run_forks_from_the_warm_worker_and_terminates_cleanly(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    _put_uploads(pipeline, tmp_path, [lea := _leas(1)[0]])
+    with running_daemon(tmp_path / "dagster_home", _env(pipeline)) as daemon:
+        daemon.wait_for("the sensor's run request", daemon.runs, timeout=120, interval=0.05)
+        # Holding the warehouse file from here, the test keeps the run waiting for DuckDB's
+        # lock in its first step (the run process takes over a second to start).
+        held = daemon.wait_for("the warehouse lock", _hold_warehouse(pipeline), timeout=30)
+        run = daemon.wait_for(
+            "the run in its first step",
+            lambda: next(
+                (r for r in daemon.runs() if r.status == dg.DagsterRunStatus.STARTED), None
+            ),
+            timeout=120,
+            interval=0.2,
+        )
+        launcher = daemon.instance.run_launcher
+        pid, _ = launcher._run_process(run.run_id)
+        assert pid is not None
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        parent_command = Path(f"/proc/{parent}/cmdline").read_bytes().replace(b"\0", b" ")
+        assert b"multiprocessing.forkserver" in parent_command, parent_command
+        assert run.tags[FORKED_TAG] == "forkserver"
+
+        # As the UI's Terminate button does, from another process than the daemon.
+        assert launcher.terminate(run.run_id)
+        daemon.wait_for(
+            "the run canceled",
+            lambda: (
+                daemon.instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.CANCELED
+            ),
+            timeout=60,
+            interval=0.2,
+        )
+        daemon.wait_for(
+            "the run's process gone", lambda: not process_alive(pid, time.time()), timeout=30
+        )
+        held.close()
+        assert not launcher.terminate(run.run_id)  # a finished run is not terminated again
+    assert run.tags["lea_id"] == lea
+
+
+def _hold_warehouse(pipeline: Pipeline) -> Callable[[], duckdb.DuckDBPyConnection | None]:
+    def attempt() -> duckdb.DuckDBPyConnection | None:
+        try:
+            return duckdb.connect(str(pipeline.warehouse))
+        except duckdb.IOException:
+            return None  # the sensor has it for a moment
+
+    return attempt
 
 
 def test_killed_daemon_with_runs_in_flight_recovers_every_upload(

@@ -40,7 +40,9 @@ class RawUploadConfig(dg.Config):
     group_name="ingest",
     kinds={"sftp"},
     owners=["team:rostering"],
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL),
+    # No step retry policy: SftpResource retries dropped connections itself, and a failed run
+    # is requested again by lea_inbox_sensor. (Dagster turns an interrupt into a retry of a
+    # step with a policy, so Terminate in the UI would restart the download.)
     output_required=False,
 )
 def raw_upload(
