@@ -162,6 +162,9 @@ def test_run_forks_from_the_warm_worker_and_terminates_cleanly(
         held.close()
         assert not launcher.terminate(run.run_id)  # a finished run is not terminated again
     assert run.tags["lea_id"] == lea
+    # Nothing lost: the canceled run stopped before taking the upload, which waits in the
+    # inbox for an operator's re-execution (a canceled upload is not retried automatically).
+    assert "ready" in pipeline.inbox(lea) and "students.csv" in pipeline.inbox(lea)
 
 
 def _hold_warehouse(pipeline: Pipeline) -> Callable[[], duckdb.DuckDBPyConnection | None]:
