@@ -9,14 +9,17 @@ libraries (single-threaded imports; no thread is running when it forks). The run
 does what `dagster api execute_run` does (the entry point of Dagster's container launchers):
 it imports this code location afresh, so code changes reach the next run exactly as with a
 spawned process. Libraries are not reloaded until the daemon restarts, as for the daemon
-itself. A run whose code location uses another Python than the daemon's goes through the
-code server as before.
+itself: restart it after changing dependencies. A run of a code location the workspace does
+not start itself (a remote gRPC server) or that uses another Python goes through the code
+server as before.
 
 Health. DefaultRunLauncher cannot tell when a run's process has died (a crash, an
 out-of-memory kill, the daemon's host restarting). Such a run stays "started" until
 `max_runtime_seconds`, holding its LEA's run slot. The run's own event log names its process
 id, so the monitoring daemon can ask the operating system whether the process is still there
-and fail the run within one poll; lea_inbox_sensor then requests its upload again.
+and fail the run within one poll; lea_inbox_sensor then requests its upload again. A forked
+run whose process exits before its run has finished (even before the run started) is failed
+at once by the launching process, with the exit code.
 """
 
 from __future__ import annotations
@@ -25,24 +28,29 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
+import time
+from multiprocessing.connection import wait
 from pathlib import Path
 
-from dagster import DagsterEventType
+from dagster import DagsterEventType, DagsterRunStatus
+from dagster._core.errors import DagsterLaunchFailedError
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.launcher import DefaultRunLauncher, LaunchRunContext
 from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
+from dagster._core.remote_origin import ManagedGrpcPythonEnvCodeLocationOrigin
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import serialize_value
 
 # Imported once by the forkserver, with the modules of the instance's storage classes (for
-# SQLite: SQLAlchemy and alembic). "__main__" is the launching process's main script (such as
-# `dagster-daemon`), which multiprocessing would otherwise import again in every run process.
-# Only libraries whose import starts no thread: polars, pyarrow and duckdb start threads on
-# import, and a fork copies no threads (a lock one of them held would stay held in the child),
-# so each run imports those itself. A name that no longer imports is skipped by the
-# forkserver: it costs speed, never correctness.
-PRELOADED = ("__main__", "dagster", "dagster._cli.api", "paramiko")
+# SQLite: SQLAlchemy and alembic) and what the `dagster-daemon` script imports (multiprocessing
+# runs the launching process's main script again in each run process). Only libraries whose
+# import starts no thread: polars, pyarrow and duckdb start threads on import, and a fork
+# copies no threads (a lock one of them held would stay held in the child), so each run imports
+# those itself. A name that no longer imports is skipped by the forkserver: it costs speed,
+# never correctness.
+PRELOADED = ("dagster", "dagster._cli.api", "dagster._daemon.cli", "paramiko")
 STORAGE_DATA = (
     "storage_data",
     "run_storage_data",
@@ -50,8 +58,12 @@ STORAGE_DATA = (
     "schedule_storage_data",
     "compute_logs_data",
 )
-#: Set on runs this launcher forked; any other run goes to DefaultRunLauncher to terminate.
+#: Set on runs this launcher forked (the value: the run process's id); any other run goes to
+#: DefaultRunLauncher to terminate.
 FORKED_TAG = "rostering/run_worker"
+#: How long launch_run waits for a forked run process to say it is running.
+START_TIMEOUT_SECONDS = 60.0
+UNFINISHED = (DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED)
 
 
 class LocalRunLauncher(DefaultRunLauncher):
@@ -59,24 +71,73 @@ class LocalRunLauncher(DefaultRunLauncher):
 
     def __init__(self, inst_data=None):
         super().__init__(inst_data=inst_data)
-        self._workers: dict[str, multiprocessing.process.BaseProcess] = {}
+        self._lock = threading.Lock()
 
     def launch_run(self, context: LaunchRunContext) -> None:
         run = context.dagster_run
         origin = run.job_code_origin
-        if origin is None or origin.repository_origin.executable_path != sys.executable:
+        remote = run.remote_job_origin
+        location = remote.repository_origin.code_location_origin if remote else None
+        if (
+            origin is None
+            or origin.repository_origin.executable_path != sys.executable
+            or not isinstance(location, ManagedGrpcPythonEnvCodeLocationOrigin)
+        ):
             super().launch_run(context)
             return
-        self._reap()
         ref = self._instance.get_ref()
         args = ExecuteRunArgs(job_origin=origin, run_id=run.run_id, instance_ref=ref)
-        self._instance.add_run_tags(run.run_id, {FORKED_TAG: "forkserver"})
-        worker = _forkserver(_storage_modules(ref)).Process(
-            target=execute_run, args=(serialize_value(args),), name=f"dagster-run-{run.run_id}"
-        )
-        worker.start()
-        self._workers[run.run_id] = worker
+        ready, ready_in_child = multiprocessing.Pipe(duplex=False)
+        with self._lock:  # the forkserver's first start, and Process bookkeeping
+            worker = _forkserver(_preloaded(ref)).Process(
+                target=execute_run,
+                args=(serialize_value(args), ready_in_child),
+                name=f"dagster-run-{run.run_id}",
+            )
+            worker.start()
+            # Not a child the daemon's exit waits for: a run outlives its launcher, as a run
+            # of the code server does (multiprocessing keeps no other reference to it).
+            multiprocessing.process._children.discard(worker)  # noqa: SLF001
+        ready_in_child.close()
+        self._instance.add_run_tags(run.run_id, {FORKED_TAG: str(worker.pid)})
         self._run_ids.add(run.run_id)
+        try:
+            if not wait([ready], START_TIMEOUT_SECONDS):  # a message, or EOF if it ended
+                worker.kill()
+                raise DagsterLaunchFailedError(
+                    f"The run's process (pid {worker.pid}) did not start within "
+                    f"{START_TIMEOUT_SECONDS:.0f} s and was stopped."
+                )
+            ready.recv()
+        except EOFError:
+            worker.join(5)
+            raise DagsterLaunchFailedError(
+                f"The run's process (pid {worker.pid}) ended before it started (exit code "
+                f"{worker.exitcode}); its output is in the daemon's log."
+            ) from None
+        finally:
+            ready.close()
+        threading.Thread(
+            target=self._watch, args=(run.run_id, worker), name="run-watch", daemon=True
+        ).start()
+
+    def _watch(self, run_id: str, worker: multiprocessing.process.BaseProcess) -> None:
+        """Wait for the run's process to end; a run it left unfinished is failed at once."""
+        worker.join()
+        code = worker.exitcode
+        worker.close()
+        run = self._instance.get_run_by_id(run_id)
+        if run is None or run.status not in (*UNFINISHED, DagsterRunStatus.CANCELING):
+            return
+        if run.status == DagsterRunStatus.CANCELING:
+            self._instance.report_run_canceled(run, f"The run's process ended (exit code {code}).")
+            return
+        self._instance.report_run_failed(
+            run,
+            f"The run's process ended with exit code {code} before the run finished (killed, "
+            "out of memory, or a crash; see the daemon's log). lea_inbox_sensor requests the "
+            "upload again.",
+        )
 
     def terminate(self, run_id: str) -> bool:
         run = self._instance.get_run_by_id(run_id) if self.has_instance else None
@@ -86,23 +147,14 @@ class LocalRunLauncher(DefaultRunLauncher):
             return False
         self._instance.report_run_canceling(run)
         pid, reported_at = self._run_process(run_id)
-        if pid is None or not process_alive(pid, reported_at):
-            self._instance.report_engine_event(
-                "No run process to interrupt (not started yet, or gone): run monitoring marks "
-                "the run canceled after its cancel timeout.",
-                run,
-                cls=self.__class__,
-            )
-            return False
+        if pid is None:  # not reported yet: the process the launcher started, moments ago
+            pid, reported_at = int(run.tags[FORKED_TAG]), time.time()
+        if not process_alive(pid, reported_at):
+            self._instance.report_run_canceled(run, "The run's process was no longer running.")
+            return True
         # The run process turns the interrupt into a cancellation of its step and run.
         os.kill(pid, signal.SIGINT)
         return True
-
-    def _reap(self) -> None:
-        for run_id, worker in list(self._workers.items()):
-            if worker.exitcode is not None:
-                worker.close()
-                del self._workers[run_id]
 
     @property
     def supports_check_run_worker_health(self) -> bool:
@@ -161,10 +213,15 @@ def _process_start_time(pid: int) -> float | None:
     return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
-def execute_run(serialized_args: str) -> None:
+def execute_run(serialized_args: str, ready: multiprocessing.connection.Connection) -> None:
     """A run process's body: Dagster's `dagster api execute_run` with these arguments."""
     from dagster._cli.api import execute_run_command
 
+    # As the code location sets on import (definitions.py): the run's event log and compute
+    # logs, written before the code location loads, are readable by their owner only.
+    os.umask(0o077)
+    ready.send(os.getpid())
+    ready.close()
     execute_run_command.main(args=[serialized_args], prog_name="dagster api execute_run")
 
 
@@ -175,7 +232,8 @@ def _forkserver(preload: list[str]) -> multiprocessing.context.BaseContext:
     return context
 
 
-def _storage_modules(ref: InstanceRef) -> list[str]:
-    """PRELOADED and the modules of the instance's storage classes."""
+def _preloaded(ref: InstanceRef) -> list[str]:
+    """PRELOADED and the modules of the instance's storage classes when they are Dagster's
+    (a storage class of this project would be imported once and stay stale)."""
     modules = [getattr(ref, name).module_name for name in STORAGE_DATA if getattr(ref, name)]
-    return list(dict.fromkeys([*PRELOADED, *modules]))
+    return list(dict.fromkeys([*PRELOADED, *(m for m in modules if m.startswith("dagster"))]))

@@ -5,6 +5,8 @@ applied exactly once."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -144,7 +146,7 @@ def test_run_forks_from_the_warm_worker_and_terminates_cleanly(
         parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
         parent_command = Path(f"/proc/{parent}/cmdline").read_bytes().replace(b"\0", b" ")
         assert b"multiprocessing.forkserver" in parent_command, parent_command
-        assert run.tags[FORKED_TAG] == "forkserver"
+        assert run.tags[FORKED_TAG] == str(pid)  # the process the launcher forked
 
         # As the UI's Terminate button does, from another process than the daemon.
         assert launcher.terminate(run.run_id)
@@ -165,6 +167,47 @@ def test_run_forks_from_the_warm_worker_and_terminates_cleanly(
     # Nothing lost: the canceled run stopped before taking the upload, which waits in the
     # inbox for an operator's re-execution (a canceled upload is not retried automatically).
     assert "ready" in pipeline.inbox(lea) and "students.csv" in pipeline.inbox(lea)
+
+
+def test_killed_run_process_fails_its_run_at_once_and_the_upload_is_applied_again(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    students = _put_uploads(pipeline, tmp_path, [_leas(1)[0]])
+    with running_daemon(tmp_path / "dagster_home", _env(pipeline)) as daemon:
+        daemon.wait_for("the sensor's run request", daemon.runs, timeout=120, interval=0.05)
+        held = daemon.wait_for("the warehouse lock", _hold_warehouse(pipeline), timeout=30)
+        run = daemon.wait_for(
+            "the run in its first step",
+            lambda: next(
+                (r for r in daemon.runs() if r.status == dg.DagsterRunStatus.STARTED), None
+            ),
+            timeout=120,
+            interval=0.2,
+        )
+        os.kill(int(run.tags[FORKED_TAG]), signal.SIGKILL)  # as the out-of-memory killer would
+        # Failed by the launcher watching its process, well before run monitoring's 30 s poll.
+        daemon.wait_for(
+            "the run failed",
+            lambda: daemon.instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE,
+            timeout=10,
+            interval=0.2,
+        )
+        failure = " ".join(
+            e.message
+            for e in daemon.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        )
+        held.close()
+        daemon.wait_for(
+            "the upload applied by the sensor's next request",
+            lambda: _every_upload_applied(daemon, pipeline, students),
+            timeout=180,
+            interval=1,
+        )
+        attempts = len(daemon.runs())
+
+    assert "ended with exit code -9 before the run finished" in failure, failure
+    assert attempts == 2
+    _assert_applied_exactly_once(pipeline, students)
 
 
 def _hold_warehouse(pipeline: Pipeline) -> Callable[[], duckdb.DuckDBPyConnection | None]:
