@@ -38,7 +38,11 @@ from dagster._core.errors import DagsterLaunchFailedError
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.launcher import DefaultRunLauncher, LaunchRunContext
 from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
-from dagster._core.remote_origin import ManagedGrpcPythonEnvCodeLocationOrigin
+from dagster._core.remote_origin import (
+    CodeLocationOrigin,
+    GrpcServerCodeLocationOrigin,
+    ManagedGrpcPythonEnvCodeLocationOrigin,
+)
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import serialize_value
@@ -81,7 +85,7 @@ class LocalRunLauncher(DefaultRunLauncher):
         if (
             origin is None
             or origin.repository_origin.executable_path != sys.executable
-            or not isinstance(location, ManagedGrpcPythonEnvCodeLocationOrigin)
+            or not _started_here(location)
         ):
             super().launch_run(context)
             return
@@ -223,6 +227,17 @@ def execute_run(serialized_args: str, ready: multiprocessing.connection.Connecti
     ready.send(os.getpid())
     ready.close()
     execute_run_command.main(args=[serialized_args], prog_name="dagster api execute_run")
+
+
+def _started_here(location: CodeLocationOrigin | None) -> bool:
+    """Whether the code location's server runs on this machine: one the workspace starts, or
+    a gRPC server on loopback or a local socket (`dagster dev` starts one for the webserver
+    and daemon to share). A server elsewhere keeps launching its own runs."""
+    if isinstance(location, ManagedGrpcPythonEnvCodeLocationOrigin):
+        return True
+    if isinstance(location, GrpcServerCodeLocationOrigin):
+        return bool(location.socket) or location.host in ("localhost", "127.0.0.1", "::1")
+    return False
 
 
 def _forkserver(preload: list[str]) -> multiprocessing.context.BaseContext:
