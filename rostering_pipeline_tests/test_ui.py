@@ -33,6 +33,7 @@ from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
 from rostering_pipeline.definitions import defs
 from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
+from rostering_pipeline.run_launcher import FORKED_TAG
 from rostering_pipeline.runner import sync_once
 from rostering_pipeline_tests.conftest import pipeline_env
 
@@ -343,3 +344,38 @@ def test_ui_graphql_returns_the_asset_graph_with_its_checks(webserver: Webserver
     for asset, node in nodes.items():
         [dimension] = node["partitionKeysByDimension"]
         assert sorted(dimension["partitionKeys"]) == list(SAMPLE_LEAS), asset
+
+
+def test_run_launched_from_the_ui_is_forked_by_the_daemon(webserver: Webserver) -> None:
+    """Launch as the UI's Materialize does: queued, then started by dagster dev's daemon
+    through deploy/dagster.yaml's LocalRunLauncher, which forks it (dagster dev's code server
+    is a gRPC server on localhost shared with the webserver)."""
+    launched = webserver.graphql(
+        """mutation { launchRun(executionParams: {
+              selector: {repositoryLocationName: "rostering_pipeline",
+                         repositoryName: "__repository__", jobName: "sync_upload"},
+              runConfigData: {},
+              executionMetadata: {tags: [{key: "dagster/partition", value: "PARTITION"}]}
+           }) {
+              __typename
+              ... on LaunchRunSuccess { run { runId } }
+              ... on PythonError { message }
+              ... on RunConfigValidationInvalid { errors { message } }
+        } }""".replace("PARTITION", SAMPLE_LEAS[0])
+    )["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+
+    deadline = time.monotonic() + 180
+    while True:
+        run = webserver.graphql(
+            '{ runOrError(runId: "RUN") { ... on Run { status tags { key value } } } }'.replace(
+                "RUN", run_id
+            )
+        )["runOrError"]
+        if run["status"] in ("SUCCESS", "FAILURE", "CANCELED") or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    tags = {t["key"]: t["value"] for t in run["tags"]}
+    assert run["status"] == "SUCCESS", run
+    assert tags.get(FORKED_TAG, "").isdigit(), tags  # the pid of the process it forked
