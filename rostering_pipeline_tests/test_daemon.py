@@ -128,18 +128,7 @@ def test_run_forks_from_the_warm_worker_and_terminates_cleanly(
 ) -> None:
     _put_uploads(pipeline, tmp_path, [lea := _leas(1)[0]])
     with running_daemon(tmp_path / "dagster_home", _env(pipeline)) as daemon:
-        daemon.wait_for("the sensor's run request", daemon.runs, timeout=120, interval=0.05)
-        # Holding the warehouse file from here, the test keeps the run waiting for DuckDB's
-        # lock in its first step (the run process takes over a second to start).
-        held = daemon.wait_for("the warehouse lock", _hold_warehouse(pipeline), timeout=30)
-        run = daemon.wait_for(
-            "the run in its first step",
-            lambda: next(
-                (r for r in daemon.runs() if r.status == dg.DagsterRunStatus.STARTED), None
-            ),
-            timeout=120,
-            interval=0.2,
-        )
+        run, held = _run_waiting_in_its_first_step(daemon, pipeline)
         launcher = daemon.instance.run_launcher
         pid, _ = launcher._run_process(run.run_id)
         assert pid is not None
@@ -174,16 +163,7 @@ def test_killed_run_process_fails_its_run_at_once_and_the_upload_is_applied_agai
 ) -> None:
     students = _put_uploads(pipeline, tmp_path, [_leas(1)[0]])
     with running_daemon(tmp_path / "dagster_home", _env(pipeline)) as daemon:
-        daemon.wait_for("the sensor's run request", daemon.runs, timeout=120, interval=0.05)
-        held = daemon.wait_for("the warehouse lock", _hold_warehouse(pipeline), timeout=30)
-        run = daemon.wait_for(
-            "the run in its first step",
-            lambda: next(
-                (r for r in daemon.runs() if r.status == dg.DagsterRunStatus.STARTED), None
-            ),
-            timeout=120,
-            interval=0.2,
-        )
+        run, held = _run_waiting_in_its_first_step(daemon, pipeline)
         os.kill(int(run.tags[FORKED_TAG]), signal.SIGKILL)  # as the out-of-memory killer would
         # Failed by the launcher watching its process, well before run monitoring's 30 s poll.
         daemon.wait_for(
@@ -208,6 +188,23 @@ def test_killed_run_process_fails_its_run_at_once_and_the_upload_is_applied_agai
     assert "ended with exit code -9 before the run finished" in failure, failure
     assert attempts == 2
     _assert_applied_exactly_once(pipeline, students)
+
+
+def _run_waiting_in_its_first_step(
+    daemon: Daemon, pipeline: Pipeline
+) -> tuple[dg.DagsterRun, duckdb.DuckDBPyConnection]:
+    """The sensor's first run, kept waiting for DuckDB's lock in its first step by the
+    warehouse connection returned with it (taken as soon as the run is requested: the run
+    process takes over a second to start)."""
+    daemon.wait_for("the sensor's run request", daemon.runs, timeout=120, interval=0.05)
+    held = daemon.wait_for("the warehouse lock", _hold_warehouse(pipeline), timeout=30)
+    run = daemon.wait_for(
+        "the run in its first step",
+        lambda: next((r for r in daemon.runs() if r.status == dg.DagsterRunStatus.STARTED), None),
+        timeout=120,
+        interval=0.2,
+    )
+    return run, held
 
 
 def _hold_warehouse(pipeline: Pipeline) -> Callable[[], duckdb.DuckDBPyConnection | None]:
