@@ -67,7 +67,6 @@ STORAGE_DATA = (
 FORKED_TAG = "rostering/run_worker"
 #: How long launch_run waits for a forked run process to say it is running.
 START_TIMEOUT_SECONDS = 60.0
-UNFINISHED = (DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED)
 
 
 class LocalRunLauncher(DefaultRunLauncher):
@@ -131,7 +130,7 @@ class LocalRunLauncher(DefaultRunLauncher):
         code = worker.exitcode
         worker.close()
         run = self._instance.get_run_by_id(run_id)
-        if run is None or run.status not in (*UNFINISHED, DagsterRunStatus.CANCELING):
+        if run is None or run.is_finished:
             return
         if run.status == DagsterRunStatus.CANCELING:
             self._instance.report_run_canceled(run, f"The run's process ended (exit code {code}).")
