@@ -26,8 +26,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -63,17 +61,10 @@ def wait_applied(instance, lea_id: str, landed: float, timeout: float) -> tuple:
         for record in instance.get_run_records(
             dg.RunsFilter(tags={"lea_id": lea_id}, created_after=after)
         ):
-            for event in instance.all_logs(
-                record.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-            ):
-                materialization = event.asset_materialization
-                if materialization and materialization.asset_key == dg.AssetKey("applied_roster"):
-                    metadata = materialization.metadata
-                    return (
-                        event.timestamp,
-                        metadata["upload_id"].value,
-                        metadata["decision"].value,
-                    )
+            event = common.applied_event(instance, record.dagster_run.run_id)
+            if event is not None:
+                metadata = event.asset_materialization.metadata
+                return event.timestamp, metadata["upload_id"].value, metadata["decision"].value
         time.sleep(0.2)
     raise TimeoutError(f"LEA {lea_id}: no upload applied within {timeout:.0f}s")
 
@@ -118,16 +109,6 @@ def final_statuses(warehouse: Path) -> dict[str, str]:
     return {}
 
 
-@contextmanager
-def dagster_instance(home: Path) -> Iterator:
-    """The deployment's instance (its run and event storage), read from this process."""
-    import dagster as dg
-    from dagster._core.instance.ref import InstanceRef
-
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
-        yield instance
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uploads", type=int, default=10, help="consecutive small uploads")
@@ -169,7 +150,7 @@ def main() -> None:
             sftp = plain_sftp(env)
             with (
                 common.dagster_dev(env, work / "dagster_dev.log") as port,
-                dagster_instance(home) as instance,
+                common.dagster_instance(home) as instance,
             ):
                 result["webserver_ready_s"] = common.wait_http(port, 180)
                 print(f"… dagster dev up on :{port}", file=sys.stderr, flush=True)

@@ -29,8 +29,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -184,7 +182,7 @@ def daemon(root: Path, uploads: dict[str, Path], timeout: float, cold: bool) -> 
             time.sleep(5)
             landed_at = datetime.now(UTC)
             land_all(sftp_root, uploads)
-            with dagster_instance(home) as instance:
+            with common.dagster_instance(home) as instance:
                 finished = wait_finished(instance, set(uploads), landed_at, timeout)
                 applied_at = {
                     lea: at - landed_at.timestamp()
@@ -216,16 +214,6 @@ def daemon(root: Path, uploads: dict[str, Path], timeout: float, cold: bool) -> 
     return result
 
 
-@contextmanager
-def dagster_instance(home: Path) -> Iterator:
-    """The deployment's instance (its run and event storage), read from this process."""
-    import dagster as dg
-    from dagster._core.instance.ref import InstanceRef
-
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
-        yield instance
-
-
 def wait_finished(instance, leas: set[str], after: datetime, timeout: float) -> dict[str, str]:
     """Poll run storage (every 2 s; the warehouse is not opened while runs work, since DuckDB
     lets one process at a time have the file) until every LEA has a finished run created
@@ -247,15 +235,8 @@ def wait_finished(instance, leas: set[str], after: datetime, timeout: float) -> 
 
 def applied_times(instance, runs: dict[str, str]) -> dict[str, float]:
     """When each run recorded its applied_roster materialization (after the apply's commit)."""
-    import dagster as dg
-
-    times = {}
-    for lea, run_id in runs.items():
-        for event in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
-            materialization = event.asset_materialization
-            if materialization and materialization.asset_key == dg.AssetKey("applied_roster"):
-                times[lea] = event.timestamp
-    return times
+    events = {lea: common.applied_event(instance, run_id) for lea, run_id in runs.items()}
+    return {lea: event.timestamp for lea, event in events.items() if event is not None}
 
 
 def plain_sftp(env: dict[str, str]):

@@ -315,3 +315,25 @@ def median(values: Sequence[float]) -> float:
         return float("nan")
     mid = n // 2
     return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+@contextmanager
+def dagster_instance(home: Path) -> Iterator:
+    """The deployment's instance (its run and event storage), read from this process."""
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        yield instance
+
+
+def applied_event(instance, run_id: str):
+    """The run's applied_roster materialization event (Dagster writes it after the apply's
+    transaction commits), or None before then."""
+    import dagster as dg
+
+    for event in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = event.asset_materialization
+        if materialization and materialization.asset_key == dg.AssetKey("applied_roster"):
+            return event
+    return None
