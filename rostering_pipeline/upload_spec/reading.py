@@ -60,16 +60,28 @@ def read_csv_text(name: str, data: bytes) -> tuple[list[str], pl.DataFrame]:
         raise _fault(
             name, 1, None, "file is UTF-16 text, not UTF-8 or Windows-1252", None, EXPORT_AGAIN
         )
-    data = data.removeprefix(UTF8_BOM).rstrip(b"\r\n")
-    if not data.strip():
+    data = data.removeprefix(UTF8_BOM)
+    if not data or data.isspace():
         raise _fault(
             name, 1, None, "file is empty", None, "Export the file again with its header row."
         )
-    header, frame = _parse(name, data)
+    header, frame = _parse(name, _one_final_line_break(data))
     values = [c for c in frame.columns if c != LINE]
     frame = frame.with_columns(pl.col(values).str.strip_chars().replace("", None))
     frame = frame.filter(pl.any_horizontal(pl.col(values).is_not_null()))
     return header, frame
+
+
+def _one_final_line_break(data: bytes) -> bytes:
+    """The file ending in exactly one line break, so that a ragged last row is refused like
+    every other one and blank lines at the end count for nothing. A file that already ends
+    so (nearly every export) is not copied: a large one is hundreds of megabytes."""
+    end = len(data)
+    while end and data[end - 1] in b"\r\n":
+        end -= 1
+    if data[end:] in (b"\n", b"\r\n"):
+        return data
+    return data[:end] + b"\n"
 
 
 def decode(file_name: str, data: bytes) -> str:
@@ -92,7 +104,9 @@ def decode(file_name: str, data: bytes) -> str:
 
 
 def _parse(name: str, data: bytes) -> tuple[list[str], pl.DataFrame]:
-    """UTF-8 is parsed as it is (polars checks it); Windows-1252 is transcoded first."""
+    """UTF-8 is parsed as it is (polars checks it); Windows-1252 is transcoded first.
+
+    `data` ends in one line break (see `_one_final_line_break`)."""
     parsed = _try_polars(data) if _first_line_is_utf8(data) else None
     if parsed is not None:
         return parsed
@@ -126,17 +140,14 @@ def _parse_with_polars(data: bytes) -> tuple[list[str], pl.DataFrame] | None:
     the header, bare carriage returns, or a line count that does not add up."""
     if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
         return None
-    end = data.find(b"\n")
-    header = _header(data[: end if end >= 0 else len(data)])
+    header = _header(data[: data.find(b"\n")])
     if header is None:
         return None
-    # The line break after the last row makes polars refuse a ragged last row, as it does
-    # every other one.
-    frame = pl.read_csv(data + b"\n", infer_schema=False, has_header=True, raise_if_empty=False)
+    frame = pl.read_csv(data, infer_schema=False, has_header=True, raise_if_empty=False)
     if frame.width != len(header):
         return None
     frame.columns = [str(i) for i in range(len(header))]
-    physical_lines = data.count(b"\n") + 1
+    physical_lines = data.count(b"\n")
     row = pl.int_range(2, frame.height + 2, dtype=pl.Int64)
     if b'"' not in data:
         if physical_lines != frame.height + 1:
