@@ -97,6 +97,24 @@ def test_duplicate_ids_reject_every_occurrence() -> None:
     assert result.tables["students"].is_empty()
 
 
+def test_a_pair_listed_twice_counts_once() -> None:
+    enrollments = "class_id,student_id\nC1,S1\nC2,S3\nC1,S1\nC1,S2\nC2,S3\n"
+    co_teachers = "class_id,staff_id\nC1,T2\nC1,T2\n"
+    files = {**_with("enrollments.csv", enrollments), "co_teachers.csv": co_teachers.encode()}
+
+    result = validate_upload(LEA, files, UPLOAD_DATE)
+
+    assert result.rejections.filter(pl.col("level") != "warning").is_empty()
+    assert result.tables["enrollments"].select("class_id", "student_id", "_line").rows() == [
+        ("C1", "S1", 2),
+        ("C2", "S3", 3),
+        ("C1", "S2", 5),
+    ]
+    assert result.tables["co_teachers"].select("class_id", "staff_id", "_line").rows() == [
+        ("C1", "T2", 2)
+    ]
+
+
 def test_emails_are_unique_ignoring_case() -> None:
     staff = (
         "staff_id,first_name,last_name,email,campus_id\n"

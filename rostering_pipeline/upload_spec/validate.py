@@ -122,8 +122,7 @@ def check_tables(
         return _rejected(lea_id, rejections)
 
     for entity in PAIRS:  # a pair listed twice counts once
-        key = pl.struct(BY_ENTITY[entity].key)
-        tables[entity] = tables[entity].filter(key.is_first_distinct())
+        tables[entity] = _first_of_each_pair(tables[entity], BY_ENTITY[entity].key)
     for ref in REFERENCES:
         rows = tables[ref.entity]
         spec = BY_ENTITY[ref.entity]
@@ -153,6 +152,14 @@ def check_tables(
         pl.concat(rejections),
         {entity: frame.select(BY_ENTITY[entity].key) for entity, frame in rejected_keys.items()},
     )
+
+
+def _first_of_each_pair(frame: pl.DataFrame, key: tuple[str, ...]) -> pl.DataFrame:
+    """The first row of each key; distinct row hashes mean distinct keys, so the (slower)
+    exact search runs only when two rows share a hash."""
+    if frame.select(key).hash_rows().n_unique() == frame.height:
+        return frame
+    return frame.filter(pl.struct(key).is_first_distinct())
 
 
 def _split(frame: pl.DataFrame, lines: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
