@@ -194,6 +194,32 @@ def test_reconciliation_catches_a_row_altered_behind_the_pipeline(pipeline: Pipe
     assert evaluation.metadata["differing_keys"].value == {"students": ["S2"]}
 
 
+def test_a_row_altered_behind_the_pipeline_is_restored_by_the_next_upload(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.upload(LEA, day_one(), day=1)
+    pipeline.sync()
+    with duckdb.connect(str(pipeline.warehouse)) as conn:
+        conn.execute("update roster.students set grade = '09' where student_id = 'S2'")
+    files = day_one()
+    files["students.csv"] += "S4,Eli,Park,2016-09-10,04,101912001\n"
+    pipeline.upload(LEA, files, day=2)  # not the same files: its diff is computed
+
+    runs = pipeline.sync()
+
+    assert [r.success for r in runs] == [True]
+    assert pipeline.check("applied_roster", "reconciliation").passed
+    assert pipeline.query("select student_id, grade from roster.students order by 1") == [
+        ("S1", "04"),
+        ("S2", "04"),
+        ("S3", "07"),
+        ("S4", "04"),
+    ]
+    assert pipeline.query(
+        "select key, old_values, new_values from roster.changes where change = 'update'"
+    ) == [("S2", '{"grade":"09"}', '{"grade":"04"}')]
+
+
 def test_older_upload_never_overwrites_a_newer_one(pipeline: Pipeline) -> None:
     pipeline.upload(LEA, day_two(), day=2)
     pipeline.sync()
