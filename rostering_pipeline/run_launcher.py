@@ -47,6 +47,8 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import serialize_value
 
+from .failpoints import failpoint
+
 # Imported once by the forkserver, with the modules of the instance's storage classes (for
 # SQLite: SQLAlchemy and alembic) and what the `dagster-daemon` script imports (multiprocessing
 # runs the launching process's main script again in each run process). Only libraries whose
@@ -223,6 +225,7 @@ def execute_run(serialized_args: str, ready: multiprocessing.connection.Connecti
     # As the code location sets on import (definitions.py): the run's event log and compute
     # logs, written before the code location loads, are readable by their owner only.
     os.umask(0o077)
+    failpoint("run_process.start")
     ready.send(os.getpid())
     ready.close()
     execute_run_command.main(args=[serialized_args], prog_name="dagster api execute_run")

@@ -15,6 +15,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from rostering_pipeline.failpoints import FAILPOINT_ENV
 from rostering_pipeline.generator import LeaSpec
 from rostering_pipeline.run_launcher import FORKED_TAG, process_alive
 from rostering_pipeline_tests.conftest import Pipeline
@@ -188,6 +189,38 @@ def test_killed_run_process_fails_its_run_at_once_and_the_upload_is_applied_agai
     assert "ended with exit code -9 before the run finished" in failure, failure
     assert attempts == 2
     _assert_applied_exactly_once(pipeline, students)
+
+
+def test_run_process_that_dies_before_it_starts_fails_its_run_and_loses_no_file(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    _put_uploads(pipeline, tmp_path, [lea := _leas(1)[0]])
+    env = {**_env(pipeline), FAILPOINT_ENV: "run_process.start:kill"}  # as a broken install
+    with running_daemon(tmp_path / "dagster_home", env) as daemon:
+        run = daemon.wait_for(
+            "the run failed",
+            lambda: next(
+                (r for r in daemon.runs() if r.status == dg.DagsterRunStatus.FAILURE), None
+            ),
+            timeout=120,
+            interval=0.2,
+        )
+        errors = [
+            e.dagster_event.engine_event_data.error.message
+            for e in daemon.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
+            if e.dagster_event.engine_event_data.error is not None
+        ]
+        pid = int(run.tags[FORKED_TAG])
+
+    # Failed at launch with the process's exit code, not after the 60 s start timeout.
+    assert any(
+        f"The run's process (pid {pid}) ended before it started (exit code 137)" in m
+        for m in errors
+    ), errors
+    assert not process_alive(pid, time.time())
+    assert run.tags["lea_id"] == lea
+    # Nothing was read: the upload waits in the inbox for the next run.
+    assert "ready" in pipeline.inbox(lea) and "students.csv" in pipeline.inbox(lea)
 
 
 def _run_waiting_in_its_first_step(
