@@ -100,8 +100,12 @@ create table if not exists roster.changes (
 """
 
 
-#: Frames handed to DuckDB keep polars' own string layout (Arrow string views): no copy.
-ARROW = pl.CompatLevel.newest()
+#: Frames handed to DuckDB use Arrow's classic strings, not polars' string views: DuckDB
+#: pushes join filters (IN lists) into Arrow scans, and pyarrow has no `is_in` for string
+#: views, so a join with a registered frame could fail depending on the plan DuckDB picks
+#: (DuckDB 1.5.6, pyarrow 26; test_warehouse). The conversion costs nothing measurable in
+#: the 1M-student plan (benchmarks/bench_per_lea.py).
+ARROW = pl.CompatLevel.oldest()
 
 #: Longest pause between attempts to open a warehouse another process holds.
 MAX_LOCK_POLL_SECONDS = 0.25
@@ -166,7 +170,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
 @contextmanager
 def registered(conn: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> Iterator[None]:
-    """`frame` readable in SQL as `name` for the block (zero-copy, through Arrow)."""
+    """`frame` readable in SQL as `name` for the block (through Arrow)."""
     conn.register(name, frame.to_arrow(compat_level=ARROW))
     try:
         yield

@@ -1,4 +1,4 @@
-"""The warehouse resource: one process at a time, waited for within a bound."""
+"""The warehouse resource: one process at a time, waited for within a bound; frames in SQL."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
+import polars as pl
 import pytest
 
-from rostering_pipeline.warehouse import WarehouseBusy, WarehouseResource
+from rostering_pipeline.warehouse import WarehouseBusy, WarehouseResource, registered
 
 HOLD = """
 import sys, time, duckdb
@@ -58,3 +60,20 @@ def test_a_warehouse_held_past_the_bound_is_a_clear_error(tmp_path: Path) -> Non
     message = str(raised.value)
     assert str(path) in message
     assert "held by another process" in message and "re-executed" in message
+
+
+def test_a_registered_frame_can_be_filtered_by_a_join(tmp_path: Path) -> None:
+    # DuckDB builds the join on the table and pushes an IN list of its keys into the scan of
+    # the frame; with polars' string views pyarrow has no kernel for that and the query fails.
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+        conn.execute("create table accounts (lea_id varchar, staff_id varchar)")
+        conn.execute("insert into accounts values ('1', 'T1'), ('1', 'T2')")
+        logins = pl.DataFrame({"staff_id": ["T1", "T8"], "username": ["a@x.org", "c@x.org"]})
+        with registered(conn, "logins", logins):
+            found = conn.execute(
+                "select l.staff_id from logins l join accounts a on a.staff_id = l.staff_id"
+                " where a.lea_id = ?",
+                ["1"],
+            ).fetchall()
+
+    assert found == [("T1",)]
