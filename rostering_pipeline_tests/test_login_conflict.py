@@ -4,15 +4,28 @@ of that teacher are rejected and keep their applied version. Through the real pi
 
 from __future__ import annotations
 
-from datetime import date
+import hashlib
+from datetime import UTC, date, datetime
+from pathlib import Path
 
+import pytest
+
+from rostering_pipeline.ingest import record_upload
+from rostering_pipeline.roster.apply import apply_upload
+from rostering_pipeline.roster.plan import plan_upload
+from rostering_pipeline.roster.store import LoginTaken
+from rostering_pipeline.upload_spec.files import ENTITIES
 from rostering_pipeline.upload_spec.rules import LOGIN_TAKEN
 from rostering_pipeline.upload_spec.validate import validate_upload
+from rostering_pipeline.uploads import ArchivedFile, Upload, make_upload
+from rostering_pipeline.warehouse import WarehouseResource
 from rostering_pipeline_tests.conftest import Pipeline
 from rostering_pipeline_tests.uploads import day_one
 
 FIRST = "101912"
 SECOND = "202020"
+#: 2026-09-01 12:00 UTC, as the pipeline fixture's day 1.
+DAY_ONE = 1_788_264_000
 
 
 def _second_lea(t9_email: str) -> dict[str, str]:
@@ -93,3 +106,70 @@ def test_second_lea_using_a_taken_login_is_told_and_nothing_merges(pipeline: Pip
     ]
     assert LOGIN_TAKEN in pipeline.outbox(SECOND)["sync_report_20260902T120000Z.md"]
     assert not any(LOGIN_TAKEN in text for text in pipeline.outbox(FIRST).values())
+
+
+def _archived(lea_id: str, files: dict[str, str], root: Path) -> Upload:
+    """An upload as raw_upload records it: each file archived by sha256, received on day 1."""
+    archived = []
+    for name, text in files.items():
+        data = text.encode()
+        digest = hashlib.sha256(data).hexdigest()
+        path = root / digest
+        path.write_bytes(data)
+        archived.append(ArchivedFile(name, len(data), DAY_ONE, digest, str(path)))
+    return make_upload(lea_id, f"{lea_id}-overlap", archived)
+
+
+def test_a_login_taken_by_an_overlapping_run_refuses_the_apply_and_nothing_merges(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    # LEA 202020's upload is validated while LEA 101912's run, which creates the login
+    # ana.reyes@example.org, has not applied yet: validation sees no conflict.
+    upload = _archived(SECOND, _second_lea("ana.reyes@example.org"), tmp_path)
+    validated = validate_upload(SECOND, upload.read_files(), date(2026, 9, 1))
+    assert validated.rejections.filter(validated.rejections["level"] != "warning").is_empty()
+    pipeline.upload(FIRST, day_one(), day=1)
+    assert [r.success for r in pipeline.sync()] == [True]  # then LEA 101912's run applies
+    now = datetime.now(UTC)
+
+    with WarehouseResource(path=str(pipeline.warehouse)).connect() as conn:
+        record_upload(conn, upload, now, "overlapping-run")
+        plan = plan_upload(conn, upload, validated)
+        with pytest.raises(LoginTaken) as refused:
+            apply_upload(conn, upload, validated, plan, now)
+        status = conn.execute(
+            "select status from ingest.uploads where upload_id = ?", [upload.upload_id]
+        ).fetchone()
+        second_rows = [
+            conn.execute(f"select count(*) from roster.{e} where lea_id = ?", [SECOND]).fetchone()
+            for e in ENTITIES
+        ]
+        # The upload's next run validates it again, with the logins now taken.
+        again = validate_upload(
+            SECOND,
+            upload.read_files(),
+            date(2026, 9, 1),
+            taken_logins=frozenset(
+                u for (u,) in conn.execute("select username from roster.accounts").fetchall()
+            ),
+        )
+        apply_upload(conn, upload, again, plan_upload(conn, upload, again), now)
+        accounts = conn.execute(
+            "select lea_id, staff_id, username from roster.accounts order by 1, 2"
+        ).fetchall()
+
+    message = str(refused.value)
+    assert f"LEA {SECOND}: the email of staff_id T9 is the login of an account of LEA {FIRST}" in (
+        message
+    )
+    assert "ana.reyes" not in message.lower()  # IDs only in what the UI shows
+    assert status == ("received",)  # the transaction rolled back: nothing decided, nothing lost
+    assert second_rows == [(0,)] * len(ENTITIES)
+    assert ("staff.csv", 2, "email", LOGIN_TAKEN) in again.rejections.select(
+        "file", "line", "column", "rule"
+    ).rows()
+    assert accounts == [
+        (FIRST, "T1", "ana.reyes@example.org"),
+        (FIRST, "T2", "ben.cole@example.org"),
+        (SECOND, "T8", "cy.lund@second.example.org"),
+    ]

@@ -126,15 +126,41 @@ def write_diff(
             )
 
 
+class LoginTaken(RuntimeError):
+    """A login the upload gives a staff member became another LEA's after the upload was
+    validated (the two LEAs' runs overlapped); the apply is refused, so no two LEAs ever
+    share an account."""
+
+
 def write_accounts(
     conn: duckdb.DuckDBPyConnection, lea_id: str, staff: EntityDiff, now: datetime
 ) -> dict[str, int]:
     """One login per staff member: created or reactivated on add, renamed on an email change,
-    deactivated (never deleted) on drop."""
+    deactivated (never deleted) on drop.
+
+    Validation rejects a staff row whose email is another LEA's login, but it reads those
+    logins before this transaction: a login another LEA's run created since raises
+    `LoginTaken` here, and the caller's transaction rolls back."""
     counts = {"created": 0, "reactivated": 0, "renamed": 0, "deactivated": 0}
     if staff.rows.height:
         logins = staff.rows.select("staff_id", pl.col("email").str.to_lowercase().alias("username"))
         with registered(conn, "logins", logins):
+            taken = conn.execute(
+                "select l.staff_id, a.lea_id from logins l join roster.accounts a"
+                " on lower(a.username) = l.username where a.lea_id <> ? order by 1, 2",
+                [lea_id],
+            ).fetchall()
+            if taken:
+                raise LoginTaken(
+                    f"LEA {lea_id}: the email of staff_id "
+                    + ", ".join(
+                        f"{staff_id} is the login of an account of LEA {other}"
+                        for staff_id, other in taken
+                    )
+                    + ", created after this upload was validated. Nothing was applied: the"
+                    " upload's next run validates it again, rejects those rows and reports"
+                    " them to the LEA (the sensor starts that run by itself)."
+                )
             counts["reactivated"] = conn.execute(
                 "select count(*) from roster.accounts a join logins l using (staff_id)"
                 " where a.lea_id = ? and a.status = 'inactive'",
