@@ -50,7 +50,7 @@ def _differing_rows(
     on = " and ".join(f"r.{k} = s.{k}" for k in spec.key)
     differ = [f"r.{c} is distinct from s.{c}" for c in columns if c not in spec.key]
     pairs = ", ".join([f'r.{c} as "r.{c}", s.{c} as "s.{c}"' for c in columns] + [f"s.{LINE}"])
-    with registered(conn, "_snapshot", table.select(*columns, LINE)):
+    with registered(conn, "_snapshot", table.select(*columns, LINE), read_whole=True):
         found = conn.execute(
             f"select {pairs} from (select {', '.join(columns)} from roster.{entity}"
             f" where lea_id = ?) r full join _snapshot s on {on}"
@@ -110,14 +110,14 @@ def write_diff(
             )
     if diff.rows.height:
         columns = ", ".join(spec.columns)
-        with registered(conn, "new_rows", diff.rows.select(spec.columns)):
+        with registered(conn, "new_rows", diff.rows.select(spec.columns), read_whole=True):
             conn.execute(
                 f"insert into {table} (lea_id, {columns}, upload_id) "
                 f"select ?, {columns}, ? from new_rows",
                 [lea_id, upload_id],
             )
     if diff.changes.height:
-        with registered(conn, "new_changes", diff.changes):
+        with registered(conn, "new_changes", diff.changes, read_whole=True):
             conn.execute(
                 "insert into roster.changes (upload_id, lea_id, entity, key, change,"
                 " old_values, new_values, source_line, applied_at) select ?, ?, ?, key, change,"
