@@ -159,7 +159,8 @@ def write_accounts(
                     )
                     + ", created after this upload was validated. Nothing was applied: the"
                     " upload's next run validates it again, rejects those rows and reports"
-                    " them to the LEA (the sensor starts that run by itself)."
+                    " them to the LEA (the sensor starts that run within its automatic"
+                    " retries; past them an operator re-executes it)."
                 )
             counts["reactivated"] = conn.execute(
                 "select count(*) from roster.accounts a join logins l using (staff_id)"

@@ -75,7 +75,7 @@ def read_csv_text(name: str, data: bytes) -> tuple[list[str], pl.DataFrame]:
 def _one_final_line_break(data: bytes) -> bytes:
     """The file ending in exactly one line break, so that a ragged last row is refused like
     every other one and blank lines at the end count for nothing. A file that already ends
-    so (nearly every export) is not copied: a large one is hundreds of megabytes."""
+    so (nearly every export) is not copied here: a large one is hundreds of megabytes."""
     end = len(data)
     while end and data[end - 1] in b"\r\n":
         end -= 1
@@ -140,7 +140,8 @@ def _parse_with_polars(data: bytes) -> tuple[list[str], pl.DataFrame] | None:
     the header, bare carriage returns, or a line count that does not add up."""
     if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
         return None
-    header = _header(data[: data.find(b"\n")])
+    end = data.find(b"\n")
+    header = _header(data[: end if end >= 0 else len(data)])
     if header is None:
         return None
     frame = pl.read_csv(data, infer_schema=False, has_header=True, raise_if_empty=False)
