@@ -173,10 +173,7 @@ def test_killed_run_process_fails_its_run_at_once_and_the_upload_is_applied_agai
             timeout=10,
             interval=0.2,
         )
-        failure = " ".join(
-            e.message
-            for e in daemon.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
-        )
+        failure = _run_failure(daemon, run.run_id)
         held.close()
         daemon.wait_for(
             "the upload applied by the sensor's next request",
@@ -221,6 +218,13 @@ def test_run_process_that_dies_before_it_starts_fails_its_run_and_loses_no_file(
     assert run.tags["lea_id"] == lea
     # Nothing was read: the upload waits in the inbox for the next run.
     assert "ready" in pipeline.inbox(lea) and "students.csv" in pipeline.inbox(lea)
+
+
+def _run_failure(daemon: Daemon, run_id: str) -> str:
+    """What Dagster recorded as the run's failure (its RUN_FAILURE messages)."""
+    return " ".join(
+        e.message for e in daemon.instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    )
 
 
 def _run_waiting_in_its_first_step(
@@ -286,10 +290,7 @@ def test_killed_daemon_with_runs_in_flight_recovers_every_upload(
         )
         after = {r.run_id: r.status for r in daemon.runs()}
         failures = {
-            run_id: " ".join(
-                e.message
-                for e in daemon.instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
-            )
+            run_id: _run_failure(daemon, run_id)
             for run_id, status in at_kill.items()
             if status == dg.DagsterRunStatus.STARTED
         }
