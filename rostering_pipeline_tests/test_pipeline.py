@@ -69,6 +69,29 @@ def test_day_two_changes_are_recorded_exactly(pipeline: Pipeline) -> None:
     ) == [("S1",), ("S3",), ("S4",)]
 
 
+def test_a_pair_listed_twice_is_applied_once_without_a_rejection(pipeline: Pipeline) -> None:
+    files = day_one()
+    files["enrollments.csv"] += "C1,S1\nC2,S3\n"
+    files["co_teachers.csv"] = "class_id,staff_id\nC1,T2\nC1,T2\n"
+    pipeline.upload(LEA, files)
+
+    runs = pipeline.sync()
+
+    assert [r.success for r in runs] == [True]
+    assert pipeline.query("select count(*) from quality.rejections where level <> 'warning'") == [
+        (0,)
+    ]
+    assert pipeline.query("select class_id, student_id from roster.enrollments order by 1, 2") == [
+        ("C1", "S1"),
+        ("C1", "S2"),
+        ("C2", "S3"),
+    ]
+    assert pipeline.query("select class_id, staff_id from roster.co_teachers") == [("C1", "T2")]
+    assert pipeline.query(
+        "select key, count(*) from roster.changes where entity = 'enrollments' group by 1 order by 1"
+    ) == [("C1|S1", 1), ("C1|S2", 1), ("C2|S3", 1)]
+
+
 def test_resent_upload_changes_nothing(pipeline: Pipeline) -> None:
     pipeline.upload(LEA, day_one(), day=1)
     pipeline.sync()
