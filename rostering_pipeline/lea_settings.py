@@ -16,6 +16,7 @@ import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .upload_spec.files import ENTITIES
+from .upload_spec.formats.oneroster import DEFAULT_CLASS_TYPES
 
 DEFAULT_PATH = "deploy/lea_settings.toml"
 
@@ -59,7 +60,7 @@ class LeaSettings(BaseModel):
     mode: Literal["complete", "additions_only"] = "complete"
     safeguard: dict[str, Threshold] = Field(default_factory=dict)
     blackouts: tuple[Blackout, ...] = ()
-    oneroster_class_types: tuple[str, ...] = ("homeroom",)
+    oneroster_class_types: tuple[str, ...] = DEFAULT_CLASS_TYPES
 
     @model_validator(mode="after")
     def _known_entities(self) -> LeaSettings:

@@ -9,13 +9,13 @@ numbers.
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
-
 import polars as pl
 
+from .roster.diff import WHY
 from .roster.plan import RosterDiff
 from .sftp import SftpResource
-from .upload_spec.files import BY_ENTITY, BY_FILE_NAME, ENTITIES
+from .upload_spec.files import BY_FILE_NAME, ENTITIES
+from .upload_spec.formats import format_named
 from .uploads import Upload, outbox
 
 HEADLINES = {
@@ -38,6 +38,7 @@ LEVEL_WORDS = {
     "upload": "Stops the whole upload",
     "row": "Row not applied",
     "warning": "Note (applied anyway)",
+    "note": "For information",
 }
 LEVEL_INTRO = {
     "upload": "These stop the whole upload: nothing in it was applied.",
@@ -45,24 +46,11 @@ LEVEL_INTRO = {
     "out keeps what your roster already had for it (a rejected student is not dropped "
     "from their classes). Fix these in your SIS; the next upload picks the rows up.",
     "warning": "These did not stop anything; act on them only if the note asks you to.",
+    "note": "How the upload was read; nothing to fix.",
 }
-ONEROSTER_NOTE = (
-    "This upload is a OneRoster 1.1 set, so problems are shown at OneRoster's file, line and "
-    "column. The rules are the upload spec's, in its words: a *campus* is an org of type "
-    "school (campus_id is its identifier), *students* and *staff* are users by role, "
-    "birth_date and gender come from demographics.csv, and a class's teacher_id is its "
-    "primary teacher in enrollments.csv."
-)
 REJECTION_CSV_COLUMNS = ["file", "line", "column", "rule", "value", "fix", "level"]
-LEVEL_ORDER = {"upload": 0, "row": 1, "warning": 2}
-FILE_ORDER = [
-    *(spec.file_name for spec in BY_ENTITY.values()),
-    "manifest.csv",
-    "orgs.csv",
-    "users.csv",
-    "demographics.csv",
-    "academicSessions.csv",
-]
+LEVEL_ORDER = {"upload": 0, "row": 1, "warning": 2, "note": 3}
+KEPT_NAMED = "named by a kept row"
 LISTED_PER_PROBLEM = 50
 
 
@@ -99,15 +87,17 @@ def render_report(upload: Upload, plan: RosterDiff, rejections: pl.DataFrame) ->
         lines.append("None: nothing in this upload was applied.")
     else:
         lines += _change_table(plan, rejected)
+        lines += _kept_for_rejected_rows(plan)
     if plan.decision == "held":
         lines += ["", "The counts above are what this upload *would* change."]
     lines += ["", "## What needs fixing", ""]
-    if rejections.is_empty():
+    upload_format = format_named(f.name for f in upload.files)
+    if rejections.filter(pl.col("level") != "note").is_empty():
         lines.append("Nothing: every row was accepted.")
-    elif _is_oneroster(upload):
-        lines += [ONEROSTER_NOTE, ""]
+    elif upload_format.report_note:
+        lines += [upload_format.report_note, ""]
     introduced: set[str] = set()
-    for (level, file, rule, fix), group in _grouped(rejections):
+    for (level, file, rule, fix), group in _grouped(rejections, upload_format.file_names):
         if level not in introduced:
             introduced.add(level)
             lines += [LEVEL_INTRO.get(level, ""), ""]
@@ -155,6 +145,28 @@ def _change_table(plan: RosterDiff, rejected: dict[str, int]) -> list[str]:
     return lines
 
 
+def _kept_for_rejected_rows(plan: RosterDiff) -> list[str]:
+    """Records the upload leaves out but a rejected row still needs: kept, and said so."""
+    named = {
+        entity: d.kept.filter(pl.col(WHY) == KEPT_NAMED)
+        for entity, d in plan.entities.items()
+        if d.kept is not None and WHY in d.kept.columns
+    }
+    named = {e: k for e, k in named.items() if not k.is_empty()}
+    if not named:
+        return []
+    listed = "; ".join(
+        f"{entity} {', '.join('|'.join(r) for r in keys.drop(WHY).rows()[:LISTED_PER_PROBLEM])}"
+        for entity, keys in named.items()
+    )
+    return [
+        "",
+        f"Kept, not dropped: {listed}. These are missing from this upload, but a row that was "
+        "rejected still names them (the teacher of a class whose row was rejected, say), so "
+        "they stay as your roster had them until that row is fixed.",
+    ]
+
+
 def _rejected_rows(rejections: pl.DataFrame) -> dict[str, int]:
     """Rows left out per kind of record: a row breaking two rules counts once."""
     entity = (
@@ -170,7 +182,9 @@ def _rejected_rows(rejections: pl.DataFrame) -> dict[str, int]:
     return {e: n for e, n in counts.rows() if e is not None}
 
 
-def _grouped(rejections: pl.DataFrame) -> list[tuple[tuple[str, str, str, str], pl.DataFrame]]:
+def _grouped(
+    rejections: pl.DataFrame, file_order: tuple[str, ...]
+) -> list[tuple[tuple[str, str, str, str], pl.DataFrame]]:
     keyed = [
         ((str(k[0]), str(k[1]), str(k[2]), str(k[3] or "")), g)
         for k, g in rejections.group_by(["level", "file", "rule", "fix"], maintain_order=True)
@@ -181,7 +195,7 @@ def _grouped(rejections: pl.DataFrame) -> list[tuple[tuple[str, str, str, str], 
         first = group["line"].min()
         return (
             LEVEL_ORDER.get(level, 9),
-            FILE_ORDER.index(file) if file in FILE_ORDER else len(FILE_ORDER),
+            file_order.index(file) if file in file_order else len(file_order),
             file,
             first if isinstance(first, int) else 0,
         )
@@ -211,11 +225,6 @@ def _cell(text: str) -> str:
 
 def _plural(n: int, word: str) -> str:
     return word if n == 1 else f"{word}s"
-
-
-def _is_oneroster(upload: Upload) -> bool:
-    names = [PurePosixPath(f.name).name.lower() for f in upload.files]
-    return any(n == "manifest.csv" or n.endswith(".zip") for n in names)
 
 
 def render_rejections_csv(rejections: pl.DataFrame) -> bytes:

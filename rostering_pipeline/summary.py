@@ -16,8 +16,8 @@ select u.lea_id, u.upload_id, u.status,
     (select count(*) from roster.classes c where c.lea_id = u.lea_id) as classes,
     (select count(*) from roster.enrollments e where e.lea_id = u.lea_id) as enrollments,
     (select count(*) from roster.changes c where c.upload_id = u.upload_id) as changes,
-    (select count(*) from quality.rejections r where r.upload_id = u.upload_id
-        and r.level = 'row') as rejected_rows,
+    (select count(distinct (r.file, r.line)) from quality.rejections r
+        where r.upload_id = u.upload_id and r.level = 'row') as rejected_rows,
     (select count(*) from quality.rejections r where r.upload_id = u.upload_id
         and r.level = 'upload') as upload_faults
 from ingest.uploads u where u.run_id = ?

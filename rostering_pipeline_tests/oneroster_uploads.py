@@ -94,3 +94,18 @@ def zipped(files: dict[str, str | bytes], folder: str = "") -> bytes:
         for name, content in files.items():
             archive.writestr(folder + name, content)
     return buffer.getvalue()
+
+
+def oneroster_for(lea: str, **replace: tuple[str, str]) -> dict[str, str]:
+    """`oneroster_day_one` moved to `lea` (its campus numbers and its staff's own email
+    domain: a login another LEA holds is a rejection), with (old, new) text replaced per
+    file (`users_csv=("old", "new")`)."""
+    files = {
+        name: text.replace("101912", lea).replace("@example.org", f"@{lea}.example.org")
+        for name, text in oneroster_day_one().items()
+    }
+    for name, (old, new) in replace.items():
+        file = name.replace("_csv", ".csv")
+        assert old in files[file], (file, old)
+        files[file] = files[file].replace(old, new)
+    return files

@@ -20,10 +20,12 @@ import pytest
 from dagster._serdes import serialize_value
 
 from rostering_pipeline.generator import INJECTION_DETAILS, LeaSpec, generate_upload
+from rostering_pipeline.upload_spec.formats.oneroster_tables import NO_PRIMARY
 from rostering_pipeline.upload_spec.hints import LEADING_ZERO, RESAVED_DATE
 from rostering_pipeline_tests.conftest import Pipeline
 from rostering_pipeline_tests.module_pipeline import shared_pipeline
-from rostering_pipeline_tests.oneroster_uploads import oneroster_day_one, zipped
+from rostering_pipeline_tests.oneroster_uploads import oneroster_for as oneroster
+from rostering_pipeline_tests.oneroster_uploads import zipped
 from rostering_pipeline_tests.uploads import day_one
 
 REQUIRED = "a required value is missing"
@@ -190,7 +192,7 @@ CLASS_CASES = [
     Case("class_name of 101 characters", C, "classes.csv", 7, "class_name", "class_name must be 1–100 characters"),
     Case("class_name missing", C, "classes.csv", 8, "class_name", REQUIRED),
     Case("class teacher unknown", C, "classes.csv", 9, "teacher_id", "teacher_id must be a staff_id in staff.csv", fix_says="Add the row to staff.csv"),
-    Case("class of a rejected teacher", C, "classes.csv", 10, "teacher_id", "teacher_id must be a staff_id in staff.csv", fix_says="itself rejected in staff.csv"),
+    Case("class of a rejected teacher", C, "classes.csv", 10, "teacher_id", "teacher_id must be a staff_id in staff.csv", fix_says="itself rejected: see staff.csv line"),
     Case("class grade ZZ", C, "classes.csv", 11, "grade", GRADE),
     Case("school_year 2026/27", C, "classes.csv", 12, "school_year", "school_year must be written YYYY-YYYY"),
     Case("class campus unknown", C, "classes.csv", 13, "campus_id", "campus_id must be a campus_id in campuses.csv"),
@@ -207,7 +209,7 @@ PAIR_CASES = [
     Case("student with a bad grade", D, "students.csv", 5, "grade", GRADE),
     Case("enrollment in an unknown class", D, "enrollments.csv", 6, "class_id", "class_id must be a class_id in classes.csv"),
     Case("enrollment of an unknown student", D, "enrollments.csv", 7, "student_id", "student_id must be a student_id in students.csv"),
-    Case("enrollment of a rejected student", D, "enrollments.csv", 8, "student_id", "student_id must be a student_id in students.csv", fix_says="itself rejected in students.csv"),
+    Case("enrollment of a rejected student", D, "enrollments.csv", 8, "student_id", "student_id must be a student_id in students.csv", fix_says="itself rejected: see students.csv line"),
     Case("co-teacher who is the class's teacher", D, "co_teachers.csv", 3, "staff_id", "staff_id must not be the class's own teacher_id"),
     Case("co-teacher unknown", D, "co_teachers.csv", 4, "staff_id", "staff_id must be a staff_id in staff.csv"),
     Case("co-teacher of an unknown class", D, "co_teachers.csv", 5, "class_id", "class_id must be a class_id in classes.csv"),
@@ -293,18 +295,6 @@ UPLOAD_CASES = [
 R = "300021"
 
 
-def oneroster(lea: str, **replace: tuple[str, str]) -> dict[str, str]:
-    """The OneRoster fixture moved to `lea`, with (old, new) text replaced per file."""
-    files = {
-        k: str(_own_domain(v.replace("101912", lea), lea)) for k, v in oneroster_day_one().items()
-    }
-    for name, (old, new) in replace.items():
-        file = name.replace("_csv", ".csv")
-        assert old in files[file], (file, old)
-        files[file] = files[file].replace(old, new)
-    return files
-
-
 ONEROSTER_ROWS = oneroster(
     R,
     demographics_csv=("S2,,,2016-05-06,male", "S2,,,2016-13-06,male"),
@@ -324,21 +314,20 @@ ONEROSTER_ROWS["demographics.csv"] = ONEROSTER_ROWS["demographics.csv"].replace(
 ONEROSTER_ROWS["enrollments.csv"] += "E8,,,C1,O1,S4,student,,,\nE9,,,C1,O1,S99,student,,,\n"
 R2 = "300022"
 DELTA = oneroster(R2, manifest_csv=("file.users,bulk", "file.users,delta"))
-del DELTA["demographics.csv"]
+del DELTA["classes.csv"]
 R3 = "300023"
 NESTED = {"export.zip": zipped({**oneroster(R3), "old.zip": zipped({"users.csv": "x"})}, "export/")}
 ONEROSTER_CASES = [
     Case("OneRoster bad birthDate", R, "demographics.csv", 3, "birthDate", DATE_FORM),
     Case("OneRoster sex Q", R, "demographics.csv", 6, "sex", "gender must be one of F, M, X", fix_says="female, male or other"),
-    Case("OneRoster org that is not a school", R, "users.csv", 8, "orgSourcedIds", CAMPUS_FORM),
-    Case("OneRoster class without a primary teacher", R, "classes.csv", 3, "sourcedId", "the class has no primary teacher (teacher_id is required)", fix_says="primary=true"),
+    Case("OneRoster org missing from orgs.csv", R, "users.csv", 8, "orgSourcedIds", "orgSourcedIds must name orgs of orgs.csv", fix_says="Add the org to orgs.csv"),
+    Case("OneRoster class without a primary teacher takes its first", R, "enrollments.csv", 3, "classSourcedId", NO_PRIMARY, "warning", "set primary=true"),
     Case("OneRoster enrollment of an unknown user", R, "enrollments.csv", 10, "userSourcedId", "student_id must be a student_id in students.csv", fix_says="Add the row to users.csv"),
-    Case("OneRoster enrollment in a rejected class", R, "enrollments.csv", 6, "classSourcedId", "class_id must be a class_id in classes.csv", fix_says="itself rejected in classes.csv"),
-    Case("OneRoster teacher of a rejected class", R, "enrollments.csv", 3, "classSourcedId", "class_id must be a class_id in classes.csv"),
-    Case("OneRoster enrollment of a rejected student", R, "enrollments.csv", 5, "userSourcedId", "student_id must be a student_id in students.csv", fix_says="itself rejected in users.csv"),
+    Case("OneRoster enrollment of a student rejected for sex", R, "enrollments.csv", 6, "userSourcedId", "student_id must be a student_id in students.csv", fix_says="itself rejected: see demographics.csv line 6"),
+    Case("OneRoster enrollment of a student rejected for birthDate", R, "enrollments.csv", 5, "userSourcedId", "student_id must be a student_id in students.csv", fix_says="itself rejected: see demographics.csv line 3"),
     Case("OneRoster scheduled class not read", R, "classes.csv", None, "classType", "1 class was not read: this LEA's classes come from classType homeroom", "warning"),
     Case("OneRoster delta manifest", R2, "manifest.csv", 16, "value", "users.csv is a delta file; only bulk files are read", "upload", "bulk"),
-    Case("OneRoster required file missing", R2, "demographics.csv", None, None, "required file is missing", "upload"),
+    Case("OneRoster required file missing", R2, "classes.csv", None, None, "required file is missing", "upload"),
     Case("OneRoster zip inside the zip", R3, "export.zip", None, None, "the .zip contains another .zip", "upload"),
 ]  # fmt: skip
 
@@ -428,7 +417,7 @@ def test_nothing_is_rejected_that_the_catalogue_does_not_name(synced: Pipeline, 
         (D, "co_teachers", ["C1|T2"]),
         (R, "students", ["S1", "S6"]),
         (R, "staff", ["T1", "T2"]),
-        (R, "classes", ["C1"]),
+        (R, "classes", ["C1", "C2"]),
         (R, "enrollments", ["C1|S1"]),
         (R, "co_teachers", ["C1|T2"]),
     ],

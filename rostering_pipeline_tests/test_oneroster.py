@@ -132,13 +132,11 @@ def test_a_zip_reads_like_loose_files(folder: str) -> None:
         ({"users_csv": ("ben.cole@example.org", "ben.cole")},
          ("users.csv", 3, "email", "email must be a valid address", "ben.cole")),
         ({"users_csv": ("T2,,,true,O2,teacher", "T2,,,true,O2,janitor")},
-         ("enrollments.csv", 3, "userSourcedId", "teacher_id must be a staff_id in staff.csv", "T2")),
+         ("enrollments.csv", 3, "userSourcedId", "a role=teacher enrollment must name a user whose role is teacher, aide or administrator", "T2")),
         ({"orgs_csv": ("O2,,,Travis Middle,school,101912002", "O2,,,Travis Middle,school,10191200")},
          ("orgs.csv", 4, "identifier", "campus_id must be 9 digits, the first 6 being the LEA's lea_id", "10191200")),
         ({"classes_csv": ("C1,,,Grade 4 Math", "C1,,,")},
          ("classes.csv", 2, "title", "a required value is missing", None)),
-        ({"academicSessions_csv": (",2027\n", ",27\n")},
-         ("academicSessions.csv", 2, "schoolYear", "school_year must be written YYYY-YYYY", "27")),
     ],
 )  # fmt: skip
 def test_rejections_name_the_oneroster_file_line_and_column(
@@ -149,15 +147,31 @@ def test_rejections_name_the_oneroster_file_line_and_column(
     assert expected in _problems(result)
 
 
-def test_a_student_without_demographics_is_rejected_at_their_user_row() -> None:
+def test_a_student_without_demographics_has_no_birth_date_and_is_accepted() -> None:
     files = _with(demographics_csv=("S3,,,2013-07-08,female,,,,,,,,,,,\n", ""))
 
     result = _validate(files)
 
-    row = result.rejections.filter(pl.col("file") == "users.csv").row(0, named=True)
-    assert (row["line"], row["column"], row["value"]) == (6, "sourcedId", "S3")
-    assert "demographics.csv has no row" in row["rule"]
-    assert result.rejected_keys["students"]["student_id"].to_list() == ["S3"]
+    assert _problems(result) == []
+    students = result.tables["students"].select("student_id", "birth_date", "gender")
+    assert students.row(2) == ("S3", None, None)
+
+
+def test_a_set_without_demographics_csv_is_accepted_when_the_manifest_says_absent() -> None:
+    files = _with(manifest_csv=("file.demographics,bulk", "file.demographics,absent"))
+    del files["demographics.csv"]
+
+    result = _validate(files)
+
+    assert result.accepted and _problems(result) == []
+    assert result.tables["students"]["birth_date"].to_list() == [None, None, None]
+
+
+def test_an_unreadable_school_year_is_ignored_never_a_reason_to_reject() -> None:
+    result = _validate(_with(academicSessions_csv=(",2027\n", ",27\n")))
+
+    assert _problems(result) == []
+    assert result.tables["classes"]["school_year"].to_list() == [None, None]
 
 
 def test_metadata_state_id_wins_over_user_ids() -> None:
@@ -244,7 +258,7 @@ def test_a_second_primary_teacher_is_a_co_teacher_and_a_repeat_is_rejected() -> 
     ("change", "file", "line", "column", "rule"),
     [
         (("file.users,bulk", "file.users,delta"), "manifest.csv", 16, "value", "users.csv is a delta file; only bulk files are read"),
-        (("oneroster.version,1.1", "oneroster.version,1.0"), "manifest.csv", 3, "value", "oneroster.version must be 1.1"),
+        (("oneroster.version,1.1", "oneroster.version,1.0"), "manifest.csv", 3, "value", "oneroster.version must be 1.1: this is a OneRoster 1.0 set"),
         (("file.orgs,bulk", "file.orgs,absent"), "orgs.csv", None, None, "required file is missing (manifest.csv says it is absent)"),
     ],
 )  # fmt: skip
@@ -385,4 +399,4 @@ def test_a_rejected_oneroster_student_keeps_their_roster(pipeline: Pipeline) -> 
         ("enrollments.csv", 5, "userSourcedId", "S2"),
     ]
     report = [t for n, t in pipeline.outbox(LEA).items() if n.startswith("sync_report_")][-1]
-    assert "OneRoster 1.1 set" in report and "| 3 | birthDate | `2016-05-06T00:00` |" in report
+    assert "OneRoster CSV set" in report and "| 3 | birthDate | `2016-05-06T00:00` |" in report

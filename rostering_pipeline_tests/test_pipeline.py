@@ -197,3 +197,23 @@ def test_a_sync_makes_one_ssh_connection_per_step_that_uses_sftp(
     assert [r.success for r in runs] == [True]
     assert pipeline.query("select status from ingest.uploads") == [("applied",)]
     assert sftp_server.connections_made - before == 3
+
+
+def test_district_level_staff_with_a_blank_campus_get_an_account(pipeline: Pipeline) -> None:
+    files = day_one()
+    files["staff.csv"] += "A1,Rosa,Diaz,rosa.diaz@example.org,\n"
+    pipeline.upload(LEA, files)
+
+    runs = pipeline.sync()
+
+    assert [r.success for r in runs] == [True]
+    assert pipeline.query("select staff_id, campus_id from roster.staff order by 1") == [
+        ("A1", None),
+        ("T1", "101912001"),
+        ("T2", "101912002"),
+    ]
+    assert pipeline.query("select username, status from roster.accounts where staff_id = 'A1'") == [
+        ("rosa.diaz@example.org", "active")
+    ]
+    assert pipeline.query("select count(*) from quality.rejections where level = 'row'") == [(0,)]
+    assert pipeline.check("applied_roster", "referential_integrity").passed

@@ -124,7 +124,7 @@ def test_a_oneroster_report_explains_its_terms() -> None:
 
     report, _ = _report({"export.zip": zipped(files)})
 
-    assert "This upload is a OneRoster 1.1 set" in report
+    assert "This upload is a OneRoster CSV set" in report
     assert "### Row not applied: demographics.csv: birth_date must be a date written" in report
     assert "| 3 | birthDate | `2016-13-06` |" in report
     assert "| students | 0 | 0 | 0 | 1 |" in report and "| enrollments | 0 | 0 | 0 | 1 |" in report

@@ -137,8 +137,10 @@ def test_references_to_rejected_rows_are_rejected_with_the_cause() -> None:
 
     enrollment = result.rejections.filter(pl.col("file") == "enrollments.csv").row(0, named=True)
     assert (enrollment["line"], enrollment["value"]) == (3, "S2")
-    assert "itself rejected in students.csv" in enrollment["fix"]
-    assert result.rejected_keys["enrollments"].rows() == [("C1", "S2")]
+    assert "itself rejected: see students.csv line 3" in enrollment["fix"]
+    # Both rejected enrollments keep their applied version: C2/S3 names a student that is
+    # absent from students.csv, and a rejected row is never read as a drop.
+    assert sorted(result.rejected_keys["enrollments"].rows()) == [("C1", "S2"), ("C2", "S3")]
 
 
 def test_co_teacher_who_is_the_class_teacher_is_rejected() -> None:

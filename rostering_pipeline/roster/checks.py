@@ -25,7 +25,8 @@ def dangling_references(conn: duckdb.DuckDBPyConnection, lea_id: str) -> dict[st
     counts = {}
     for ref in REFERENCES:
         n = conn.execute(
-            f"select count(*) from roster.{ref.entity} r where r.lea_id = ? and not exists"
+            f"select count(*) from roster.{ref.entity} r where r.lea_id = ?"
+            f" and r.{ref.column} is not null and not exists"
             f" (select 1 from roster.{ref.target} t where t.lea_id = r.lea_id"
             f" and t.{ref.target_column} = r.{ref.column})",
             [lea_id],

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ..upload_spec.files import BY_ENTITY, UploadFile
+from ..upload_spec.files import BY_ENTITY, ENTITIES, UploadFile
+from ..upload_spec.integrity import REFERENCES
 from ..upload_spec.reading import LINE
 
 KEY_SEPARATOR = "|"
@@ -17,6 +18,10 @@ CHANGE_SCHEMA = {
     "new_values": pl.String,
     "source_line": pl.Int64,
 }
+#: Why a record missing from the upload is kept: its row was rejected, it hangs off a
+#: rejected row (a rejected class's enrollments), or a kept row names it (a kept class's
+#: teacher).
+WHY = "_kept_because"
 #: A rejected row of a parent keeps the rows that hang off it (its enrollments, say).
 DEPENDENT_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     "enrollments": (("class_id", "classes"), ("student_id", "students")),
@@ -33,6 +38,8 @@ class EntityDiff:
     drops: pl.DataFrame
     changes: pl.DataFrame
     withheld_drops: int = 0  # drops not applied because the LEA is in additions-only mode
+    #: Records missing from the upload but kept, by key, with why (`WHY`): never read as drops.
+    kept: pl.DataFrame | None = None
 
     def count(self, change: str) -> int:
         return self.changes.filter(pl.col("change") == change).height
@@ -75,7 +82,8 @@ def diff_entity(
         adds = new.join(cur.select(key), on=key, how="anti")
         updates = adds.head(0)
         drops = cur.join(new.select(key), on=key, how="anti")
-    drops = drops.join(protected.select(key).unique(), on=key, how="anti")
+    kept = drops.select(key).join(protected.unique(key, keep="first"), on=key, how="inner")
+    drops = drops.join(protected.select(key), on=key, how="anti")
     withheld = 0 if drops_allowed else drops.height
     if not drops_allowed:
         drops = drops.head(0)
@@ -107,7 +115,7 @@ def diff_entity(
             ),
         ]
     ).cast(CHANGE_SCHEMA)
-    return EntityDiff(entity, rows, drops.select(key), changes, withheld)
+    return EntityDiff(entity, rows, drops.select(key), changes, withheld, kept)
 
 
 def _json(columns: dict[str, pl.Expr], only_when: dict[str, pl.Expr] | None = None) -> pl.Expr:
@@ -123,20 +131,46 @@ def _json(columns: dict[str, pl.Expr], only_when: dict[str, pl.Expr] | None = No
     return pl.concat_str([pl.lit("{"), body, pl.lit("}")]).alias("new_values")
 
 
-def protected_keys(
-    entity: str, rejected: dict[str, pl.DataFrame], current: pl.DataFrame
-) -> pl.DataFrame:
-    """Keys of `entity` that must not be dropped: its rejected rows, and rows that hang off a
-    rejected parent (a rejected student keeps their enrollments)."""
-    spec = BY_ENTITY[entity]
-    keys = [
-        rejected.get(entity, pl.DataFrame(schema={k: pl.String for k in spec.key})).select(spec.key)
-    ]
-    for column, parent in DEPENDENT_KEYS.get(entity, ()):
-        parent_key = BY_ENTITY[parent].key[0]
-        parent_rejected = rejected.get(parent)
-        if parent_rejected is None or parent_rejected.is_empty():
-            continue
-        ids = parent_rejected.get_column(parent_key).implode()
-        keys.append(current.filter(pl.col(column).is_in(ids)).select(spec.key))
-    return pl.concat(keys).unique()
+def kept_keys(
+    rejected: dict[str, pl.DataFrame], applied: dict[str, pl.DataFrame]
+) -> dict[str, pl.DataFrame]:
+    """Keys of each entity that must not be dropped, with why: a rejected row is never read
+    as a drop; the applied rows that hang off a rejected parent stay (a rejected student
+    keeps their enrollments); and a kept row keeps what its applied version names (a kept
+    class keeps its teacher and campus), until the LEA fixes the row.
+
+    `applied` holds, per entity, the applied rows the upload does not repeat (the drop
+    candidates): only those can need keeping."""
+    kept = {e: _keys(e, rejected.get(e), "rejected") for e in ENTITIES}
+    for entity, links in DEPENDENT_KEYS.items():
+        for column, parent in links:
+            ids = kept[parent].get_column(BY_ENTITY[parent].key[0]).implode()
+            hanging = applied[entity].filter(pl.col(column).is_in(ids))
+            kept[entity] = _with(kept[entity], _keys(entity, hanging, "hangs off a rejected row"))
+    for _ in ENTITIES:  # a chain is at most as long as the entities: enrollment→class→staff→campus
+        grew = False
+        for ref in REFERENCES:
+            key = list(BY_ENTITY[ref.entity].key)
+            rows = applied[ref.entity].join(kept[ref.entity].select(key), on=key, how="semi")
+            named = rows.select(pl.col(ref.column).alias(ref.target_column)).drop_nulls()
+            named = named.join(kept[ref.target], on=ref.target_column, how="anti")
+            if not named.is_empty():
+                kept[ref.target] = _with(
+                    kept[ref.target], _keys(ref.target, named, "named by a kept row")
+                )
+                grew = True
+        if not grew:
+            break
+    return kept
+
+
+def _keys(entity: str, rows: pl.DataFrame | None, why: str) -> pl.DataFrame:
+    key = list(BY_ENTITY[entity].key)
+    if rows is None:
+        return pl.DataFrame(schema={**{k: pl.String for k in key}, WHY: pl.String})
+    return rows.select(*key, pl.lit(why).alias(WHY)).unique(key, keep="first", maintain_order=True)
+
+
+def _with(kept: pl.DataFrame, more: pl.DataFrame) -> pl.DataFrame:
+    key = [c for c in kept.columns if c != WHY]
+    return pl.concat([kept, more.join(kept, on=key, how="anti")])

@@ -11,27 +11,24 @@ from ..upload_spec.files import BY_ENTITY, ENTITIES
 from ..upload_spec.reading import LINE
 from ..upload_spec.validate import ValidatedUpload
 from ..warehouse import registered
-from .diff import EntityDiff, diff_entity, protected_keys
+from .diff import EntityDiff, diff_entity, kept_keys
 
 
 def diff_with_roster(
     conn: duckdb.DuckDBPyConnection, validated: ValidatedUpload, *, drops_allowed: bool = True
 ) -> dict[str, EntityDiff]:
     """Each entity's changes from the LEA's applied roster to the validated upload; a
-    rejected row, and the rows that hang off it, are never read as drops."""
-    diffs = {}
-    for entity in ENTITIES:
-        current, snapshot = _differing_rows(
-            conn, validated.lea_id, entity, validated.tables[entity]
-        )
-        diffs[entity] = diff_entity(
-            entity,
-            current,
-            snapshot,
-            protected_keys(entity, validated.rejected_keys, current),
-            drops_allowed=drops_allowed,
-        )
-    return diffs
+    rejected row, the rows that hang off it and the rows it names are never read as drops
+    (`kept_keys`)."""
+    differing = {
+        entity: _differing_rows(conn, validated.lea_id, entity, validated.tables[entity])
+        for entity in ENTITIES
+    }
+    kept = kept_keys(validated.rejected_keys, {e: d[0] for e, d in differing.items()})
+    return {
+        entity: diff_entity(entity, current, snapshot, kept[entity], drops_allowed=drops_allowed)
+        for entity, (current, snapshot) in differing.items()
+    }
 
 
 def _differing_rows(

@@ -29,8 +29,8 @@ STAFF = UploadFile(
     "staff.csv",
     True,
     ("staff_id",),
-    ("staff_id", "first_name", "last_name", "email", "campus_id"),
-    ("role", "state_staff_id"),
+    ("staff_id", "first_name", "last_name", "email"),
+    ("campus_id", "role", "state_staff_id"),
 )
 STUDENTS = UploadFile(
     "students",

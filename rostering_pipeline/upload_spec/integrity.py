@@ -28,10 +28,13 @@ class Reference:
         return f"Add the row to {self.target_file}, or correct the {self.column} here."
 
     @property
-    def rejected_fix(self) -> str:
-        return (
-            f"That {self.target_column} was itself rejected in {self.target_file}: "
-            "fix that row and this one is accepted with it."
+    def rejected_prefix(self) -> str:
+        return f"That {self.target_column} was itself rejected: see {self.target_file} line "
+
+    def rejected_fix(self, line: pl.Expr) -> pl.Expr:
+        """Points at the rejected row by its line, so the LEA fixes that row first."""
+        return pl.format(
+            self.rejected_prefix + "{}; fix that row and this one is accepted with it.", line
         )
 
 
@@ -52,18 +55,24 @@ CO_TEACHER_IS_TEACHER_FIX = "Remove this row: the class's teacher is already nam
 
 
 def broken_references(
-    ref: Reference, rows: pl.DataFrame, accepted: pl.DataFrame, rejected_ids: pl.Series
+    ref: Reference, rows: pl.DataFrame, accepted: pl.DataFrame, rejected: pl.DataFrame
 ) -> pl.DataFrame:
-    """Rows of `rows` whose reference is missing from `accepted`, with why: rejected or absent."""
+    """Rows of `rows` whose reference is missing from `accepted`, with why: the target row was
+    rejected (`rejected` holds those rows, with their lines) or is absent. A blank optional
+    reference (a district-level staff member's campus) names nothing and is not broken."""
     known = accepted.select(pl.col(ref.target_column).alias(ref.column))
-    broken = rows.join(known, on=ref.column, how="anti", nulls_equal=False)
-    parent_rejected = pl.col(ref.column).is_in(rejected_ids.implode())
+    broken = rows.filter(pl.col(ref.column).is_not_null()).join(known, on=ref.column, how="anti")
+    targets = rejected.select(
+        pl.col(ref.target_column).alias(ref.column), pl.col(LINE).alias("_target_line")
+    ).unique(ref.column, keep="first")
+    broken = broken.join(targets, on=ref.column, how="left")
+    parent_rejected = pl.col("_target_line").is_not_null()
     return broken.select(
         LINE,
         pl.col(ref.column).alias("value"),
         parent_rejected.alias("parent_rejected"),
         pl.when(parent_rejected)
-        .then(pl.lit(ref.rejected_fix))
+        .then(ref.rejected_fix(pl.col("_target_line")))
         .otherwise(pl.lit(ref.absent_fix))
         .alias("fix"),
     )

@@ -31,6 +31,8 @@ GENDERS = ("F", "M", "X")
 MAX_AGE_YEARS = 22
 
 LOCAL_ID = r"^[A-Za-z0-9_-]{1,32}$"
+#: A OneRoster sourcedId: 1–255 characters, none of them a control character.
+SOURCED_ID = r"^[^\x00-\x1f\x7f]{1,255}$"
 EMAIL = r"^[^@\s,;<>]+@[^@\s,;<>]+\.[A-Za-z]{2,}$"
 SCHOOL_YEAR = r"^\d{4}-\d{4}$"
 
@@ -101,12 +103,39 @@ def _length(column: str, low: int, high: int) -> Rule:
     )
 
 
-def _local_id(column: str) -> Rule:
+@dataclass(frozen=True)
+class Dialect:
+    """What a format's IDs look like, and which native required columns it may leave blank.
+
+    The native format's IDs are LEA-local codes; a OneRoster sourcedId is any 1–255
+    characters (GUIDs are the common case), and OneRoster has no required birth date.
+    """
+
+    id_pattern: str = LOCAL_ID
+    id_words: str = "1–32 letters, digits, '-' or '_'"
+    id_fix: str = "Use only letters, digits, '-' and '_' in {column} (no spaces or punctuation)."
+    optional: frozenset[tuple[str, str]] = frozenset()
+
+    def required_columns(self, spec: UploadFile) -> tuple[str, ...]:
+        return tuple(c for c in spec.required_columns if (spec.entity, c) not in self.optional)
+
+
+NATIVE = Dialect()
+ONEROSTER = Dialect(
+    SOURCED_ID,
+    "1–255 characters, none of them a control character",
+    "Shorten {column} to at most 255 characters and remove tabs, line breaks and other "
+    "control characters from it.",
+    frozenset({("students", "birth_date")}),
+)
+
+
+def _local_id(column: str, dialect: Dialect) -> Rule:
     return Rule(
         column,
-        f"{column} must be 1–32 letters, digits, '-' or '_'",
-        f"Use only letters, digits, '-' and '_' in {column} (no spaces or punctuation).",
-        lambda v: v.str.contains(LOCAL_ID),
+        f"{column} must be {dialect.id_words}",
+        dialect.id_fix.format(column=column),
+        lambda v: v.str.contains(dialect.id_pattern),
     )
 
 
@@ -223,12 +252,19 @@ def _login_not_taken(taken_logins: frozenset[str]) -> Rule:
 
 
 def rules_for(
-    spec: UploadFile, upload_date: date, taken_logins: frozenset[str] = frozenset()
+    spec: UploadFile,
+    upload_date: date,
+    taken_logins: frozenset[str] = frozenset(),
+    dialect: Dialect = NATIVE,
 ) -> list[Rule]:
     """The row rules of one file; required columns are checked separately by `schema_for`.
 
     `taken_logins` (other LEAs' account logins) only matter to staff.csv's email.
     """
+
+    def _id(column: str) -> Rule:
+        return _local_id(column, dialect)
+
     by_file: dict[str, list[Rule]] = {
         CAMPUSES.file_name: [
             _campus_id(),
@@ -236,7 +272,7 @@ def rules_for(
             _length("campus_name", 1, 100),
         ],
         STAFF.file_name: [
-            _local_id("staff_id"),
+            _id("staff_id"),
             _unique("staff_id", "staff member"),
             _length("first_name", 1, 60),
             _length("last_name", 1, 60),
@@ -248,7 +284,7 @@ def rules_for(
             _digits("state_staff_id", 10, "TX unique staff ID"),
         ],
         STUDENTS.file_name: [
-            _local_id("student_id"),
+            _id("student_id"),
             _unique("student_id", "student"),
             _digits("state_id", 10, "TX unique student ID"),
             _unique("state_id", "state_id"),
@@ -262,11 +298,11 @@ def rules_for(
             _length("home_language", 0, 40),
         ],
         CLASSES.file_name: [
-            _local_id("class_id"),
+            _id("class_id"),
             _unique("class_id", "class"),
             _campus_id(),
             _length("class_name", 1, 100),
-            _local_id("teacher_id"),
+            _id("teacher_id"),
             _grade(),
             Rule(
                 "school_year",
@@ -275,8 +311,8 @@ def rules_for(
                 lambda v: v.str.contains(SCHOOL_YEAR),
             ),
         ],
-        ENROLLMENTS.file_name: [_local_id("class_id"), _local_id("student_id")],
-        CO_TEACHERS.file_name: [_local_id("class_id"), _local_id("staff_id")],
+        ENROLLMENTS.file_name: [_id("class_id"), _id("student_id")],
+        CO_TEACHERS.file_name: [_id("class_id"), _id("staff_id")],
     }
     return by_file[spec.file_name]
 
@@ -284,19 +320,19 @@ def rules_for(
 REQUIRED = "a required value is missing"
 
 
-def required_fix(column: str) -> str:
-    return f"Fill in {column}; it is required."
-
-
 def schema_for(
-    spec: UploadFile, upload_date: date, taken_logins: frozenset[str] = frozenset()
+    spec: UploadFile,
+    upload_date: date,
+    taken_logins: frozenset[str] = frozenset(),
+    dialect: Dialect = NATIVE,
 ) -> pa.DataFrameSchema:
     """A pandera schema of one file's text columns: required columns non-null, plus its rules."""
-    rules = rules_for(spec, upload_date, taken_logins)
+    rules = rules_for(spec, upload_date, taken_logins, dialect)
+    required = dialect.required_columns(spec)
     columns = {
         column: pa.Column(
             str,
-            nullable=column not in spec.required_columns,
+            nullable=column not in required,
             checks=[_check(rule) for rule in rules if rule.column == column],
         )
         for column in spec.columns
@@ -313,10 +349,3 @@ def _check(rule: Rule) -> pa.Check:
         return data.lazyframe.select(pl.col(data.key).is_null() | rule.passes(judged))
 
     return pa.Check(judge, error=rule.error)
-
-
-def fixes_for(
-    spec: UploadFile, upload_date: date, taken_logins: frozenset[str] = frozenset()
-) -> dict[str, str]:
-    """rule text → what the LEA should do."""
-    return {rule.error: rule.fix for rule in rules_for(spec, upload_date, taken_logins)}

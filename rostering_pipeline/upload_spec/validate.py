@@ -1,34 +1,36 @@
 """An upload's files in, accepted rows and rejections out: the whole of UPLOAD_SPEC's checking.
 
-Both formats meet in `check_tables`: a native upload is read file by file, a OneRoster bulk
-set is first mapped onto the native tables, and then the same rules judge both.
+Every format meets in `check_tables`: its reader (`formats/`) turns the upload into the
+native tables, and then the same rules judge them all.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
-from pathlib import PurePosixPath
 
 import pandera.polars as pa
 import polars as pl
 
-from . import hints, oneroster
+from . import hints
 from .archive import DEFAULT_LIMITS, ZipLimits
-from .files import BY_ENTITY, BY_FILE_NAME, CAMPUSES, ENTITIES, UPLOAD_FILES, UploadFile
+from .files import BY_ENTITY, CAMPUSES, UPLOAD_FILES, UploadFile
+from .formats import ReadOptions, ReadUpload, read_upload
+from .formats.oneroster import DEFAULT_CLASS_TYPES
 from .integrity import CO_TEACHER_IS_TEACHER, REFERENCES, broken_references, co_teacher_is_teacher
-from .reading import LINE, read_upload_file
-from .rejections import REJECTION_SCHEMA, Rejection, UploadRejected, rejection_frame
+from .reading import LINE
+from .rejections import REJECTION_SCHEMA, rejection_frame
 from .rules import (
+    NATIVE,
     NORMAL_GRADE,
     PARSED_BIRTH_DATE,
     REQUIRED,
+    Dialect,
     derived_columns,
     rules_for,
     schema_for,
 )
 
-WORKBOOK_SUFFIXES = (".xlsx", ".xls", ".xlsm", ".ods", ".numbers")
 PAIRS = ("enrollments", "co_teachers")
 
 
@@ -40,14 +42,11 @@ class ValidatedUpload:
     tables: dict[str, pl.DataFrame]
     rejections: pl.DataFrame
     rejected_keys: dict[str, pl.DataFrame] = field(default_factory=dict)
+    format: str = "native"
 
     @property
     def accepted(self) -> bool:
         return self.rejections.filter(pl.col("level") == "upload").is_empty()
-
-    def rejection_counts(self) -> dict[str, int]:
-        rows = self.rejections.filter(pl.col("level") != "warning")
-        return {f: rows.filter(pl.col("file") == f).height for f in rows["file"].unique().sort()}
 
 
 def validate_upload(
@@ -55,7 +54,7 @@ def validate_upload(
     files: dict[str, bytes],
     upload_date: date,
     *,
-    class_types: tuple[str, ...] = oneroster.DEFAULT_CLASS_TYPES,
+    class_types: tuple[str, ...] = DEFAULT_CLASS_TYPES,
     zip_limits: ZipLimits = DEFAULT_LIMITS,
     taken_logins: frozenset[str] = frozenset(),
 ) -> ValidatedUpload:
@@ -65,92 +64,69 @@ def validate_upload(
     `taken_logins` are the lower-cased logins of other LEAs' staff accounts: a staff row whose
     email is one of them is rejected, so two LEAs never share (or merge) one account.
     """
-    if oneroster.is_oneroster(files):
-        mapped = oneroster.map_upload(files, class_types=class_types, limits=zip_limits)
-        if mapped.tables is None:
-            return _rejected(lea_id, [mapped.notes])
-        result = check_tables(lea_id, mapped.tables, upload_date, mapped.notes, taken_logins)
-        return replace(result, rejections=mapped.name_sources(result.rejections))
-    raw, notes = _read_native(files)
-    if raw is None:
-        return _rejected(lea_id, [notes])
-    return check_tables(lea_id, raw, upload_date, notes, taken_logins)
-
-
-def _read_native(files: dict[str, bytes]) -> tuple[dict[str, pl.DataFrame] | None, pl.DataFrame]:
-    """Each native file read into text; None when a file is missing or unreadable."""
-    found, notes = _match_files(files)
-    raw: dict[str, pl.DataFrame] = {}
-    rejections: list[pl.DataFrame] = [rejection_frame(notes)]
-    for spec in UPLOAD_FILES:
-        if spec.file_name not in found:
-            if spec.required:
-                rejections.append(rejection_frame([_missing_file(spec, files)]))
-            else:
-                raw[spec.entity] = empty_table(spec)
-            continue
-        name, data = found[spec.file_name]
-        try:
-            read = read_upload_file(spec, data, display_name=name)
-        except UploadRejected as rejected:
-            rejections.append(rejection_frame(rejected.rejections))
-            continue
-        rejections.append(rejection_frame(read.warnings))
-        raw[spec.entity] = read.frame
-    return (raw if len(raw) == len(ENTITIES) else None), pl.concat(rejections)
+    read = read_upload(files, ReadOptions(lea_id, upload_date, class_types, zip_limits))
+    if read.tables is None:
+        return ValidatedUpload(lea_id, {}, read.notes, {}, read.format)
+    return check_tables(lea_id, read, upload_date, taken_logins)
 
 
 def check_tables(
     lea_id: str,
-    raw: dict[str, pl.DataFrame],
+    read: ReadUpload,
     upload_date: date,
-    notes: pl.DataFrame,
     taken_logins: frozenset[str] = frozenset(),
 ) -> ValidatedUpload:
-    """Row rules, then the other-LEA campus check, then every cross-file reference."""
-    rejections: list[pl.DataFrame] = [notes]
+    """Row rules, then the other-LEA campus check, then every cross-file reference.
+
+    Every rejected row's key is kept (`rejected_keys`): a rejected row is never read as a
+    drop, and a row that refers to it is told so, with its line."""
+    raw = read.tables
+    assert raw is not None
+    rejections: list[pl.DataFrame] = []
     tables: dict[str, pl.DataFrame] = {}
-    rejected_keys: dict[str, pl.DataFrame] = {}
+    rejected_rows: dict[str, pl.DataFrame] = {}
+    by_format = read.rejected_rows
     for spec in UPLOAD_FILES:
         frame = raw[spec.entity].with_columns(**derived_columns(spec))
-        bad = _row_rule_failures(lea_id, spec, frame, upload_date, taken_logins)
+        mapped = by_format.filter(pl.col("entity") == spec.entity)
+        bad = _row_rule_failures(lea_id, spec, frame, upload_date, taken_logins, read.dialect)
+        # A row the format rejected for a column is told that once, not again by the rules.
+        bad = bad.join(
+            mapped.select(pl.col(LINE).alias("line"), pl.col("native_column").alias("column")),
+            on=["line", "column"],
+            how="anti",
+        )
         rejections.append(bad)
-        tables[spec.entity], rejected_keys[spec.entity] = _split(frame, bad["line"])
+        lines = pl.concat([bad["line"], mapped[LINE]])
+        tables[spec.entity], rejected_rows[spec.entity] = _split(frame, lines)
     other_lea = _campuses_of_other_leas(lea_id, tables["campuses"])
     if not other_lea.is_empty():
-        rejections.append(other_lea)
-        return _rejected(lea_id, rejections)
+        return ValidatedUpload(
+            lea_id, {}, pl.concat([read.notes, read.name_sources(other_lea)]), {}, read.format
+        )
 
     for entity in PAIRS:  # a pair listed twice counts once
         tables[entity] = _first_of_each_pair(tables[entity], BY_ENTITY[entity].key)
     for ref in REFERENCES:
         rows = tables[ref.entity]
         spec = BY_ENTITY[ref.entity]
-        broken = broken_references(
-            ref,
-            rows,
-            tables[ref.target],
-            rejected_keys[ref.target].get_column(ref.target_column),
-        )
+        broken = broken_references(ref, rows, tables[ref.target], rejected_rows[ref.target])
         rejections.append(_as_rejections(broken, spec, ref.column, ref.rule))
-        tables[ref.entity] = _split(rows, broken[LINE])[0]
-        # A row whose parent was rejected keeps its applied version; one whose parent is
-        # simply absent goes with the parent.
-        kept = broken.filter(pl.col("parent_rejected"))[LINE].implode()
-        rejected_keys[ref.entity] = pl.concat(
-            [rejected_keys[ref.entity], rows.filter(pl.col(LINE).is_in(kept))]
-        )
+        tables[ref.entity], newly = _split(rows, broken[LINE])
+        rejected_rows[ref.entity] = pl.concat([rejected_rows[ref.entity], newly])
     same = co_teacher_is_teacher(tables["co_teachers"], tables["classes"])
     rejections.append(
         _as_rejections(same, BY_ENTITY["co_teachers"], "staff_id", CO_TEACHER_IS_TEACHER)
     )
     tables["co_teachers"] = tables["co_teachers"].filter(~pl.col(LINE).is_in(same[LINE].implode()))
 
+    named = read.name_sources(pl.concat(rejections))
     return ValidatedUpload(
         lea_id,
         {entity: _normalize(entity, frame) for entity, frame in tables.items()},
-        pl.concat(rejections),
-        {entity: frame.select(BY_ENTITY[entity].key) for entity, frame in rejected_keys.items()},
+        pl.concat([read.notes, named, by_format.select(list(REJECTION_SCHEMA))]),
+        {entity: frame.select(BY_ENTITY[entity].key) for entity, frame in rejected_rows.items()},
+        read.format,
     )
 
 
@@ -170,46 +146,18 @@ def _split(frame: pl.DataFrame, lines: pl.Series) -> tuple[pl.DataFrame, pl.Data
     return frame.filter(~named), frame.filter(named)
 
 
-def _match_files(files: dict[str, bytes]) -> tuple[dict[str, tuple[str, bytes]], list[Rejection]]:
-    """Spec file names match case-insensitively; other files are reported and ignored."""
-    found: dict[str, tuple[str, bytes]] = {}
-    notes: list[Rejection] = []
-    for name, data in sorted(files.items()):
-        spec = BY_FILE_NAME.get(name.strip().lower())
-        if spec is not None:
-            found[spec.file_name] = (name, data)
-            continue
-        fix = "This file is not part of the upload format and was ignored."
-        if name.lower().endswith(WORKBOOK_SUFFIXES):
-            fix = "Spreadsheet workbooks are not read: export each sheet as a CSV file instead."
-        notes.append(
-            Rejection(name, None, None, "file is not part of the upload", None, fix, "warning")
-        )
-    return found, notes
-
-
-def _missing_file(spec: UploadFile, files: dict[str, bytes]) -> Rejection:
-    stem = PurePosixPath(spec.file_name).stem
-    fix = f"Include {spec.file_name} in every upload; each upload is a full snapshot."
-    for name in files:
-        if PurePosixPath(name.lower()).stem == stem and name.lower().endswith(WORKBOOK_SUFFIXES):
-            fix = f"{name} is a spreadsheet workbook: export it as CSV and upload {spec.file_name}."
-    return Rejection(
-        spec.file_name, None, None, "required file is missing", None, fix, "upload", spec.entity
-    )
-
-
 def _row_rule_failures(
     lea_id: str,
     spec: UploadFile,
     frame: pl.DataFrame,
     upload_date: date,
     taken_logins: frozenset[str] = frozenset(),
+    dialect: Dialect = NATIVE,
 ) -> pl.DataFrame:
     """Every row rule of the file in one pandera pass; failures become rejections in bulk."""
-    rules = rules_for(spec, upload_date, taken_logins)
+    rules = rules_for(spec, upload_date, taken_logins, dialect)
     try:
-        schema_for(spec, upload_date, taken_logins).validate(frame, lazy=True)
+        schema_for(spec, upload_date, taken_logins, dialect).validate(frame, lazy=True)
         return rejection_frame()
     except pa.errors.SchemaErrors as errors:
         cases = errors.failure_cases.filter(pl.col("index").is_not_null())
@@ -294,11 +242,3 @@ def _normalize(entity: str, frame: pl.DataFrame) -> pl.DataFrame:
             pl.col("email").str.to_lowercase(),
         )
     return frame.select(*spec.columns, LINE)
-
-
-def empty_table(spec: UploadFile) -> pl.DataFrame:
-    return pl.DataFrame(schema={**{c: pl.String for c in spec.columns}, LINE: pl.Int64})
-
-
-def _rejected(lea_id: str, rejections: list[pl.DataFrame]) -> ValidatedUpload:
-    return ValidatedUpload(lea_id, {}, pl.concat(rejections), {})

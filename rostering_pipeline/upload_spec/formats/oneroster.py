@@ -10,17 +10,20 @@ the native rules, and its rejections renamed to OneRoster's files, lines and col
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from functools import partial
 from pathlib import PurePosixPath
 
 import polars as pl
 
-from .archive import DEFAULT_LIMITS, ZipLimits, read_zip
-from .files import UploadFile
+from ..archive import ZipLimits, read_zip
+from ..files import UploadFile
+from ..reading import read_upload_file
+from ..rejections import Rejection, UploadRejected, rejection_frame
+from ..rules import ONEROSTER
+from .base import ReadOptions, ReadUpload
 from .oneroster_sources import name_sources
 from .oneroster_tables import STATE_ID_METADATA, to_native
-from .reading import read_upload_file
-from .rejections import Rejection, UploadRejected, rejection_frame
 
 DEFAULT_CLASS_TYPES: tuple[str, ...] = ("homeroom",)
 VERSION = "1.1"
@@ -40,7 +43,7 @@ USERS = UploadFile(
      "phone", "agentSourcedIds", "password", STATE_ID_METADATA),
 )  # fmt: skip
 DEMOGRAPHICS = UploadFile(
-    "demographics", "demographics.csv", True, ("sourcedId",), ("sourcedId", "birthDate"),
+    "demographics", "demographics.csv", False, ("sourcedId",), ("sourcedId", "birthDate"),
     (*_STATUS, "sex", "americanIndianOrAlaskaNative", "asian", "blackOrAfricanAmerican",
      "nativeHawaiianOrOtherPacificIslander", "white", "demographicRaceTwoOrMoreRaces",
      "hispanicOrLatinoEthnicity", "countryOfBirthCode", "stateOfBirthAbbreviation",
@@ -58,8 +61,8 @@ ENROLLMENTS = UploadFile(
     (*_STATUS, "sourcedId", "schoolSourcedId", "primary", "beginDate", "endDate"),
 )  # fmt: skip
 ACADEMIC_SESSIONS = UploadFile(
-    "academicSessions", "academicSessions.csv", False, ("sourcedId",), ("sourcedId", "schoolYear"),
-    (*_STATUS, "title", "type", "startDate", "endDate", "parentSourcedId"),
+    "academicSessions", "academicSessions.csv", False, ("sourcedId",), ("sourcedId",),
+    (*_STATUS, "schoolYear", "title", "type", "startDate", "endDate", "parentSourcedId"),
 )  # fmt: skip
 COURSES = UploadFile(
     "courses", "courses.csv", False, ("sourcedId",), ("sourcedId",),
@@ -69,54 +72,66 @@ COURSES = UploadFile(
 USED: tuple[UploadFile, ...] = (
     ORGS, USERS, DEMOGRAPHICS, CLASSES, ENROLLMENTS, ACADEMIC_SESSIONS, COURSES,
 )  # fmt: skip
-#: OneRoster files this pipeline has no use for: read by nobody, reported to nobody.
+#: OneRoster 1.1 files this pipeline has no use for: not read, named in a note.
 UNUSED = {
     f"{name.lower()}.csv"
     for name in ("categories", "classResources", "courseResources", "lineItems", "resources",
                  "results")
 }  # fmt: skip
+#: Files some exporters add to a 1.1 set from OneRoster 1.2 (or SDS): not read, named in a note.
+LATER_VERSION = {f"{name.lower()}.csv" for name in ("roles", "userProfiles", "userResources")}
+NOTE = (
+    "This upload is a OneRoster CSV set, so problems are shown at OneRoster's file, line and "
+    "column. The rules are the upload spec's, in its words: a *campus* is an org of type "
+    "school (campus_id is its identifier), *students* and *staff* are users by role, "
+    "birth_date and gender come from demographics.csv, and a class's teacher_id is its "
+    "primary teacher in enrollments.csv (failing that, its first teacher enrollment)."
+)
 BULK_FIX = (
     "Export a full (bulk) OneRoster set: every upload is a complete snapshot, and a delta "
     "cannot show who has left."
 )
 
 
-@dataclass
-class MappedUpload:
-    """A OneRoster upload as native tables; `tables` is None when it is rejected as a whole."""
+class OneRosterFormat:
+    """OneRoster 1.1 CSV bulk sets, loose or zipped (UPLOAD_SPEC.md, "OneRoster 1.1")."""
 
-    tables: dict[str, pl.DataFrame] | None
-    notes: pl.DataFrame
+    name = "OneRoster 1.1"
+    report_note = NOTE
+    file_names = tuple(spec.file_name for spec in (MANIFEST, *USED))
 
-    def name_sources(self, rejections: pl.DataFrame) -> pl.DataFrame:
-        return rejections if self.tables is None else name_sources(rejections, self.tables)
+    def claims(self, files: Mapping[str, bytes]) -> bool:
+        """A manifest.csv or a .zip (which must hold one) marks a OneRoster upload, and so do
+        OneRoster's own orgs.csv and users.csv without one (refused: no manifest)."""
+        names = {_base(n) for n in files}
+        return (
+            MANIFEST.file_name in names
+            or any(n.endswith(".zip") for n in names)
+            or {ORGS.file_name, USERS.file_name} <= names
+        )
+
+    def read(self, files: Mapping[str, bytes], options: ReadOptions) -> ReadUpload:
+        notes: list[Rejection] = []
+        try:
+            loose = _unzipped(files, options.zip_limits, notes)
+            read = _read(loose, notes)
+        except UploadRejected as rejected:
+            return ReadUpload(self.name, None, rejection_frame(notes + rejected.rejections))
+        mapped = to_native(read, options)
+        return ReadUpload(
+            self.name,
+            mapped.tables,
+            rejection_frame(notes + mapped.notes),
+            mapped.rejected_rows,
+            ONEROSTER,
+            partial(name_sources, tables=mapped.tables, rejected_rows=mapped.rejected_rows),
+        )
 
 
-def is_oneroster(files: dict[str, bytes]) -> bool:
-    """A manifest.csv, or a .zip (which must hold one), marks a OneRoster upload."""
-    return any(_base(n) == MANIFEST.file_name or _base(n).endswith(".zip") for n in files)
-
-
-def map_upload(
-    files: dict[str, bytes],
-    *,
-    class_types: tuple[str, ...] = DEFAULT_CLASS_TYPES,
-    limits: ZipLimits = DEFAULT_LIMITS,
-) -> MappedUpload:
-    notes: list[Rejection] = []
-    try:
-        loose = _unzipped(files, limits, notes)
-        read = _read(loose, notes)
-    except UploadRejected as rejected:
-        return MappedUpload(None, rejection_frame(notes + rejected.rejections))
-    tables, mapping_notes = to_native(read, class_types)
-    return MappedUpload(tables, rejection_frame(notes + mapping_notes))
-
-
-def _unzipped(files: dict[str, bytes], limits: ZipLimits, notes: list[Rejection]) -> dict:
+def _unzipped(files: Mapping[str, bytes], limits: ZipLimits, notes: list[Rejection]) -> dict:
     zips = sorted(n for n in files if _base(n).endswith(".zip"))
     if not zips:
-        return files
+        return dict(files)
     if len(zips) > 1:
         raise _fault(zips[1], None, "the upload holds more than one .zip", zips[1],
                      "Send one .zip with the whole OneRoster set.")  # fmt: skip
@@ -133,11 +148,20 @@ def _unzipped(files: dict[str, bytes], limits: ZipLimits, notes: list[Rejection]
 
 
 def _read(files: dict[str, bytes], notes: list[Rejection]) -> dict[str, pl.DataFrame]:
-    """Each used file read as text; every fault of the set is collected before refusing it."""
+    """Each used file read as text; every fault of the set is collected before refusing it.
+    A set of another OneRoster version is refused for that alone."""
     by_base = {_base(n): n for n in files}
+    if MANIFEST.file_name not in by_base:
+        raise _fault(
+            MANIFEST.file_name, None, "manifest.csv is missing: the set's version and files "
+            "cannot be known", None, "Export the full OneRoster 1.1 CSV bulk set: the "
+            "manifest.csv the export writes beside orgs.csv and users.csv is part of it.",
+        )  # fmt: skip
     faults: list[Rejection] = []
     manifest = _read_one(MANIFEST, by_base, files, notes)
     modes = _check_manifest(manifest, faults)
+    if faults:
+        raise UploadRejected(faults)
     read: dict[str, pl.DataFrame] = {}
     for spec in USED:
         key = spec.file_name.lower()
@@ -159,7 +183,11 @@ def _read(files: dict[str, bytes], notes: list[Rejection]) -> dict[str, pl.DataF
             except UploadRejected as rejected:
                 faults += rejected.rejections
     for base, name in sorted(by_base.items()):
-        if base not in {s.file_name.lower() for s in (MANIFEST, *USED)} | UNUSED:
+        if base in UNUSED:
+            notes.append(_unread(name, "OneRoster file this pipeline has no use for"))
+        elif base in LATER_VERSION:
+            notes.append(_unread(name, "file of OneRoster 1.2 (or SDS), not of a 1.1 set"))
+        elif base not in {s.file_name.lower() for s in (MANIFEST, *USED)}:
             notes.append(_ignored(name, "it is not a file of a OneRoster set"))
     if faults:
         raise UploadRejected(faults)
@@ -184,14 +212,16 @@ def _check_manifest(manifest: pl.DataFrame, faults: list[Rejection]) -> dict:
     }
     version, line = modes.get("oneroster.version", (None, None))
     if version != VERSION:
+        what = f"a OneRoster {version} set" if version else "a set that gives no version"
         faults.append(
             _rejection(
                 MANIFEST.file_name,
                 line,
                 "value",
-                "oneroster.version must be 1.1",
+                f"oneroster.version must be 1.1: this is {what}",
                 version,
-                "Export OneRoster version 1.1 CSV (this pipeline reads 1.1 bulk sets).",
+                "Export OneRoster version 1.1 CSV bulk files (most SIS and rostering "
+                "platforms offer 1.1 beside 1.2); this pipeline reads 1.1 sets.",
             )  # fmt: skip
         )
     return modes
@@ -204,6 +234,10 @@ def _missing(spec: UploadFile, mode: str | None) -> Rejection:
         f"Include {spec.file_name} in the export and list it as "
         f"file.{spec.entity}=bulk in manifest.csv.",
     )  # fmt: skip
+
+
+def _unread(name: str, what: str) -> Rejection:
+    return Rejection(name, None, None, f"not read: a {what}", None, "Nothing to fix.", "note")
 
 
 def _ignored(name: str, why: str) -> Rejection:

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from .files import BY_ENTITY
-from .hints import LEADING_ZERO, RESAVED_DATE
-from .integrity import CO_TEACHER_IS_TEACHER_FIX, REFERENCES
+from ..files import BY_ENTITY
+from ..hints import LEADING_ZERO, RESAVED_DATE
+from ..integrity import CO_TEACHER_IS_TEACHER_FIX, REFERENCES
+from ..reading import LINE
+from ..rejections import REJECTION_SCHEMA
+from ..rules import REQUIRED
 from .oneroster_tables import DEMOGRAPHICS_LINE, SESSION_LINE, STATE_ID_COLUMN, TEACHER_LINE
-from .reading import LINE
-from .rejections import REJECTION_SCHEMA
-from .rules import REQUIRED
 
 #: The OneRoster file each native row comes from, and the column that identifies it there.
 PRIMARY = {
@@ -78,12 +78,6 @@ SOURCES: dict[tuple[str, str], Source] = {
         "birthDate",
         line_from=DEMOGRAPHICS_LINE,
         fix="Write birthDate as YYYY-MM-DD, e.g. 2015-09-01.",
-        absent=Absent(
-            "sourcedId",
-            "student_id",
-            "demographics.csv has no row for this student (birth_date is required)",
-            "Add a row with this sourcedId and the student's birthDate to demographics.csv.",
-        ),
     ),
     ("students", "gender"): Source(
         "demographics.csv",
@@ -105,9 +99,9 @@ SOURCES: dict[tuple[str, str], Source] = {
         absent=Absent(
             "sourcedId",
             "class_id",
-            "the class has no primary teacher (teacher_id is required)",
-            "Give the class's teacher a row in enrollments.csv with this classSourcedId, "
-            "role=teacher and primary=true.",
+            "the class has no role=teacher enrollment (teacher_id is required)",
+            "Add a role=teacher enrollment for this class to enrollments.csv "
+            "(classSourcedId = this sourcedId, primary=true).",
         ),
     ),
     ("classes", "grade"): Source(
@@ -127,10 +121,16 @@ SOURCES: dict[tuple[str, str], Source] = {
 #: Where the target of each native reference lives in OneRoster.
 TARGETS = {"campuses": "orgs.csv (type=school)", "staff": "users.csv", "students": "users.csv"}
 KEPT_FIXES = (LEADING_ZERO, RESAVED_DATE)
+REJECTED_LINE = r"was itself rejected: see \S+ line (\d+);"
 
 
-def name_sources(rejections: pl.DataFrame, tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
-    """Rejections of the native tables renamed to the OneRoster file, line and column."""
+def name_sources(
+    rejections: pl.DataFrame, tables: dict[str, pl.DataFrame], rejected_rows: pl.DataFrame
+) -> pl.DataFrame:
+    """Rejections of the native tables renamed to the OneRoster file, line and column.
+
+    `rejected_rows` are the rows the mapping rejected itself: a row that refers to one of
+    them, or to a row the rules rejected, is told where that row's rejection is reported."""
     native_file = pl.col("entity").replace_strict(
         {e: s.file_name for e, s in BY_ENTITY.items()}, default=None
     )
@@ -143,8 +143,42 @@ def name_sources(rejections: pl.DataFrame, tables: dict[str, pl.DataFrame]) -> p
     ]
     if not renamed:
         return rejections
-    ordered = pl.concat(renamed).sort("file", "line", maintain_order=True)
+    ordered = _point_at_rejected_targets(pl.concat(renamed), rejected_rows)
+    ordered = ordered.sort("file", "line", maintain_order=True).select(list(REJECTION_SCHEMA))
     return pl.concat([rejections.filter(~mine), ordered]).cast(REJECTION_SCHEMA)
+
+
+def _point_at_rejected_targets(renamed: pl.DataFrame, rejected_rows: pl.DataFrame) -> pl.DataFrame:
+    """ "That sourcedId was itself rejected: see users.csv line 7": the native fix names the
+    target's native line; here it becomes the place the target's own rejection is shown."""
+    places = pl.concat(
+        [
+            renamed.select("entity", "_native_line", "file", "line"),
+            rejected_rows.select("entity", pl.col(LINE).alias("_native_line"), "file", "line"),
+        ]
+    ).unique(["entity", "_native_line"], keep="first", maintain_order=True)
+    places = places.select(
+        pl.col("entity").alias("_ref_target"),
+        pl.col("_native_line").alias("_target_native"),
+        pl.col("file").alias("_target_file"),
+        pl.col("line").alias("_target_line"),
+    )
+    target_native = pl.col("fix").str.extract(REJECTED_LINE, 1).cast(pl.Int64)
+    joined = renamed.with_columns(
+        pl.when(pl.col("_ref_target").is_not_null()).then(target_native).alias("_target_native")
+    ).join(places, on=["_ref_target", "_target_native"], how="left", maintain_order="left")
+    fallback = pl.col("_ref_target").replace_strict({e: PRIMARY[e] for e in PRIMARY}, default=None)
+    pointed = pl.format(
+        "That {} was itself rejected: see {} line {}; fix that row and this one is accepted "
+        "with it.",
+        pl.col("column"),
+        pl.coalesce("_target_file", fallback),
+        pl.coalesce("_target_line", "_target_native"),
+    )
+    return joined.with_columns(
+        pl.when(pl.col("_target_native").is_not_null()).then(pointed).otherwise(pl.col("fix"))
+        .alias("fix")
+    )  # fmt: skip
 
 
 def _rename(entity: str, column: str, group: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
@@ -167,6 +201,7 @@ def _rename(entity: str, column: str, group: pl.DataFrame, table: pl.DataFrame) 
         rule = pl.when(has_source).then(rule).otherwise(pl.lit(absent.rule))
     else:
         file, line, value = pl.lit(source.file), pl.col(source.line_from), pl.col("value")
+    target = next((r.target for r in REFERENCES if (r.entity, r.column) == (entity, column)), None)
     return joined.select(
         file.alias("file"),
         line.alias("line"),
@@ -176,6 +211,8 @@ def _rename(entity: str, column: str, group: pl.DataFrame, table: pl.DataFrame) 
         fix.alias("fix"),
         "level",
         "entity",
+        pl.col("line").alias("_native_line"),
+        pl.lit(target, pl.String).alias("_ref_target"),
     )
 
 
@@ -188,15 +225,12 @@ def _fix(entity: str, column: str, source: Source) -> pl.Expr:
     for ref in REFERENCES:
         if (ref.entity, ref.column) == (entity, column):
             target = TARGETS.get(ref.target, PRIMARY[ref.target])
-            cases += [
-                (fix == ref.rejected_fix, f"That {source.column} was itself rejected in "
-                 f"{target}: fix that row and this one is accepted with it."),
-                (fix == ref.absent_fix, f"Add the row to {target}, or correct the "
-                 f"{source.column} here."),
-            ]  # fmt: skip
+            cases.append((fix == ref.absent_fix, f"Add the row to {target}, or correct the "
+                          f"{source.column} here."))  # fmt: skip
     if (entity, column) == ("co_teachers", "staff_id"):
         cases.append((fix == CO_TEACHER_IS_TEACHER_FIX, PRIMARY_TWICE))
-    out = pl.when(fix.is_in(KEPT_FIXES)).then(fix)
+    kept = fix.is_in(KEPT_FIXES) | fix.str.contains(REJECTED_LINE)
+    out = pl.when(kept).then(fix)
     for condition, words in cases:
         out = out.when(condition).then(pl.lit(words))
     return out.otherwise(pl.lit(source.fix) if source.fix else fix)
