@@ -131,7 +131,14 @@ def direct(root: Path, uploads: dict[str, Path]) -> dict:
                 lea = item.lea_id
                 with sftp.connected():  # as raw_upload does: one SSH connection
                     files = inbox_files(sftp, lea)
-                    upload = download_upload(sftp, archive, lea, source_key(lea, files), files)
+                    upload = download_upload(
+                        sftp,
+                        archive,
+                        lea,
+                        source_key(lea, files),
+                        files,
+                        received_at=datetime.now(UTC),
+                    )
                     with warehouse.connect() as conn:
                         record_upload(conn, upload, datetime.now(UTC), "direct")
                     clear_inbox(sftp, upload)

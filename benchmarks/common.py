@@ -73,7 +73,8 @@ def make_local_upload(lea_id: str, folder: Path, day: int, archive: Path):
             except OSError:
                 shutil.copyfile(path, target)
         files.append(ArchivedFile(name, path.stat().st_size, stamp, digest, str(target)))
-    return make_upload(lea_id, f"{lea_id}-bench-day{day}", files)
+    received = datetime.fromtimestamp(stamp, UTC)
+    return make_upload(lea_id, f"{lea_id}-bench-day{day}", files, received_at=received)
 
 
 def sha256_file(path: Path) -> str:

@@ -49,6 +49,7 @@ def download_upload(
     key: str,
     files: list[RemoteFile],
     *,
+    received_at: datetime,
     max_file_bytes: int | None = None,
 ) -> Upload:
     """Archive every acceptable file unchanged, by sha256, before anything parses it.
@@ -78,7 +79,7 @@ def download_upload(
             archived.append(_archive(sftp, archive_root, lea_id, remote, max_file_bytes))
         except FileTooLarge:
             refused.append(too_large(remote, max_file_bytes or 0))
-    return make_upload(lea_id, key, archived, refused)
+    return make_upload(lea_id, key, archived, refused, received_at=received_at)
 
 
 def refusal_rejections(upload: Upload) -> list[Rejection]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +16,13 @@ from .defs.partitions import lea_partitions
 SENSOR = "lea_inbox_sensor"
 JOB = "sync_upload"
 SOURCE_KEY_TAG = "rostering/source_key"
+#: The process a run executes in when `sync_once` runs it in-process: "<host>:<pid>:<start>".
+PROCESS_TAG = "rostering/process"
+UNFINISHED = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 #: The terminal shows each step's INFO lines (progress), not Dagster's DEBUG event stream.
 CONSOLE_AT_INFO = {"console": {"config": {"log_level": "INFO"}}}
 
@@ -38,6 +47,8 @@ def sync_once(
     A run whose source key already succeeded is not run again, as the daemon's run-key
     de-duplication would do.
     """
+    for run_id in fail_runs_of_ended_processes(instance):
+        progress(f"run {run_id[:8]} was left unfinished by a process that ended: marked failed")
     sensor = defs.resolve_sensor_def(SENSOR)
     cursor = cursor_path.read_text() if cursor_path and cursor_path.exists() else None
     resources = defs.resources or {}
@@ -61,7 +72,11 @@ def sync_once(
             run_config={**request.run_config, "loggers": CONSOLE_AT_INFO},
             instance=instance,
             partition_key=request.partition_key,
-            tags={**request.tags, SOURCE_KEY_TAG: request.run_key or ""},
+            tags={
+                **request.tags,
+                SOURCE_KEY_TAG: request.run_key or "",
+                PROCESS_TAG: _this_process(),
+            },
             raise_on_error=False,
         )
         seconds = time.monotonic() - started
@@ -81,3 +96,44 @@ def _already_succeeded(instance: dg.DagsterInstance, key: str | None) -> bool:
         limit=1,
     )
     return bool(records)
+
+
+def fail_runs_of_ended_processes(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the in-process runs whose process ended before them (killed, a power cut).
+
+    Under the daemon, run monitoring does this; a run `sync_once` executed in-process would
+    otherwise stay STARTED for ever, and the sensor retries only failed runs. Runs of another
+    host are left alone: whether their process lives cannot be told from here."""
+    failed = []
+    for record in instance.get_run_records(dg.RunsFilter(job_name=JOB, statuses=UNFINISHED)):
+        tag = record.dagster_run.tags.get(PROCESS_TAG)
+        if not tag or _process_lives(tag):
+            continue
+        instance.report_run_failed(
+            record.dagster_run,
+            f"The process that ran it ({tag}) ended before the run did (killed or crashed). "
+            "Nothing was half-applied (the apply is one transaction); the upload is retried.",
+        )
+        failed.append(record.dagster_run.run_id)
+    return failed
+
+
+def _this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
+
+
+def _process_lives(tag: str) -> bool:
+    host, pid, started = tag.rsplit(":", 2)
+    if host != socket.gethostname():
+        return True
+    # The same pid with another start time is a new process that reused the number.
+    return _start_time(int(pid)) == started
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot (Linux), or "" when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]

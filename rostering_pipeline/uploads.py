@@ -12,7 +12,6 @@ from pathlib import Path, PurePosixPath
 
 from .sftp import RemoteFile
 
-DEFAULT_QUIET_PERIOD_SECONDS = 120
 #: Longest file name a POSIX file system (and so an SFTP server) stores.
 MAX_NAME_BYTES = 255
 
@@ -114,11 +113,18 @@ class Upload:
 
 
 def make_upload(
-    lea_id: str, key: str, files: list[ArchivedFile], refused: list[RefusedFile] | None = None
+    lea_id: str,
+    key: str,
+    files: list[ArchivedFile],
+    refused: list[RefusedFile] | None = None,
+    *,
+    received_at: datetime,
 ) -> Upload:
+    """`received_at` is when the pipeline saw the upload complete (DESIGN invariant 3): it
+    orders the LEA's uploads, dates the rules and names the report, so it never comes from
+    the LEA's file times, which only tell that something changed."""
     refused = sorted(refused or [], key=lambda f: f.name)
-    received = max((f.mtime for f in [*files, *refused]), default=0)
-    received_at = datetime.fromtimestamp(received, tz=UTC)
+    received_at = received_at.astimezone(UTC)
     stub = Upload(
         "", lea_id, received_at, key, tuple(sorted(files, key=lambda f: f.name)), tuple(refused)
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+import time_machine
 
 from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
 from rostering_pipeline.runner import SyncedRun, sync_once
@@ -29,6 +30,8 @@ class Pipeline:
     instance: dg.DagsterInstance
     env: dict[str, str]
     cursor: Path = field(init=False)
+    #: The day of the latest upload: `sync` runs on that day's clock (see `sync`).
+    day: int | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.cursor = self.root / "sensor_cursor.json"
@@ -50,7 +53,9 @@ class Pipeline:
         day: int = 1,
         ready: bool = True,
     ) -> None:
-        """Put files in the LEA's inbox as the LEA would, stamped with the upload day."""
+        """Put files in the LEA's inbox as the LEA would, stamped with the upload day (the
+        files' mtimes, and the clock of the next `sync`)."""
+        self.day = day
         inbox = self.sftp_root / lea_id / "inbox"
         inbox.mkdir(parents=True, exist_ok=True)
         stamp = DAY_ONE + (day - 1) * DAY
@@ -62,7 +67,13 @@ class Pipeline:
             (inbox / "ready").write_text("")
 
     def sync(self) -> list[SyncedRun]:
-        return sync_once(self.defs(), self.instance, cursor_path=self.cursor)
+        """One sensor pass and its runs. The pipeline dates an upload by when it saw it
+        complete, so the pass runs with the clock at noon UTC of the latest upload's day
+        (time moving on from there): "day 2" is received on day 2."""
+        if self.day is None:
+            return sync_once(self.defs(), self.instance, cursor_path=self.cursor)
+        with time_machine.travel(DAY_ONE + (self.day - 1) * DAY, tick=True):
+            return sync_once(self.defs(), self.instance, cursor_path=self.cursor)
 
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
         with duckdb.connect(str(self.warehouse), read_only=True) as conn:

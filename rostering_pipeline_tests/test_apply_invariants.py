@@ -220,13 +220,18 @@ def test_a_row_altered_behind_the_pipeline_is_restored_by_the_next_upload(
     ) == [("S2", '{"grade":"09"}', '{"grade":"04"}')]
 
 
-def test_older_upload_never_overwrites_a_newer_one(pipeline: Pipeline) -> None:
+def test_older_upload_never_overwrites_a_newer_one(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline.upload(LEA, day_one(), day=1)
+    monkeypatch.setenv("ROSTERING_FAILPOINT", "apply.begin:raise")
+    assert [r.success for r in pipeline.sync()] == [False]  # received on day 1, not applied
+    monkeypatch.delenv("ROSTERING_FAILPOINT")
     pipeline.upload(LEA, day_two(), day=2)
-    pipeline.sync()
-    pipeline.upload(LEA, day_one(), day=1)  # arrives late, but was made before day 2
 
-    pipeline.sync()
+    runs = pipeline.sync()  # day 2's upload, then the retry of day 1's
 
+    assert [r.success for r in runs] == [True, True]
     assert [s for _, s in _statuses(pipeline)] == ["superseded", "applied"]
     assert pipeline.query("select student_id from roster.students order by 1") == [
         ("S1",),
@@ -283,6 +288,42 @@ def test_crash_during_apply_keeps_roster_and_retry_applies_once(
     assert pl.DataFrame(
         pipeline.query("select student_id from roster.students order by 1"), orient="row"
     ).to_series().to_list() == ["S1", "S3", "S4"]
+
+
+def test_a_sync_killed_mid_apply_is_applied_once_by_the_next_sync_and_reported(
+    pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline.upload(LEA, day_one(), day=1)
+    pipeline.sync()
+    pipeline.upload(LEA, day_two(), day=2)
+    home = tmp_path / "cli_home"
+    home.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    command = [sys.executable, "-m", "rostering_pipeline.cli", "sync"]
+    crashed = subprocess.run(
+        command, env={**env, "ROSTERING_FAILPOINT": "apply.mid:kill"}, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert crashed.returncode == 137, crashed.stderr[-2000:]
+    assert [s for _, s in _statuses(pipeline)] == ["applied", "received"]
+    reports_before = len(pipeline.outbox(LEA))
+
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "left unfinished by a process that ended: marked failed" in again.stdout + again.stderr
+    assert [s for _, s in _statuses(pipeline)] == ["applied", "applied"]
+    second = _statuses(pipeline)[-1][0]
+    assert pipeline.query("select count(*) from roster.changes where upload_id = ?", [second]) == [
+        (5,)
+    ]
+    assert len(pipeline.outbox(LEA)) == reports_before + 2  # its report and rejections CSV
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        statuses = [r.dagster_run.status for r in instance.get_run_records()]
+    assert dg.DagsterRunStatus.STARTED not in statuses
+    third = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert "Nothing to sync" in third.stdout + third.stderr  # exactly once
 
 
 def test_backfill_reapplies_the_latest_archived_upload(pipeline: Pipeline) -> None:

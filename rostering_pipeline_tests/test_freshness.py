@@ -18,7 +18,8 @@ def _as_lea(lea_id: str) -> dict[str, str]:
 
 def test_freshness_check_flags_only_the_quiet_lea(pipeline: Pipeline) -> None:
     today = int((time.time() - DAY_ONE) // DAY) + 1
-    pipeline.upload("101912", _as_lea("101912"), day=1)  # 2026-09-01, months ago
+    pipeline.upload("101912", _as_lea("101912"), day=1)  # received 2026-09-01, months ago
+    pipeline.sync()
     pipeline.upload("227901", _as_lea("227901"), day=today)
     pipeline.sync()
 

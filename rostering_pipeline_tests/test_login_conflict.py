@@ -117,7 +117,8 @@ def _archived(lea_id: str, files: dict[str, str], root: Path) -> Upload:
         path = root / digest
         path.write_bytes(data)
         archived.append(ArchivedFile(name, len(data), DAY_ONE, digest, str(path)))
-    return make_upload(lea_id, f"{lea_id}-overlap", archived)
+    received = datetime.fromtimestamp(DAY_ONE, UTC)
+    return make_upload(lea_id, f"{lea_id}-overlap", archived, received_at=received)
 
 
 def test_a_login_taken_by_an_overlapping_run_refuses_the_apply_and_nothing_merges(

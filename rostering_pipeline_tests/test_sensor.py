@@ -101,6 +101,11 @@ def test_sensor_waits_for_quiet_inbox_across_ticks(
         second = sensor(ctx)
 
     assert first.run_requests == []
-    assert "101912" in json.loads(first.cursor)
+    assert "101912" in json.loads(first.cursor)["pending"]
     assert [r.partition_key for r in second.run_requests] == ["101912"]
-    assert json.loads(second.cursor) == {}
+    after = json.loads(second.cursor)
+    assert after["pending"] == {}
+    assert (
+        after["arrivals"]["101912"]["upload_key"]
+        == second.run_requests[0].tags["rostering/upload_key"]
+    )

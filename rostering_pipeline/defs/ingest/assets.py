@@ -27,11 +27,14 @@ class InboxFile(dg.Config):
 
 
 class RawUploadConfig(dg.Config):
-    """Which upload to take. The sensor names the files it saw complete; launched by hand
-    with no files, the run takes the inbox as it is now or, if empty, replays the LEA's
-    latest archived upload (`replay_upload_id` picks an older one)."""
+    """Which upload to take. The sensor names the files it saw complete, when it saw them
+    complete (the upload's received time) and the key of that arrival; launched by hand with
+    no files, the run takes the inbox as it is now or, if empty, replays the LEA's latest
+    archived upload (`replay_upload_id` picks an older one)."""
 
     files: list[InboxFile] = []
+    upload_key: str | None = None
+    received_at: str | None = None  # ISO 8601, set by the sensor
     replay_upload_id: str | None = None
 
 
@@ -113,15 +116,28 @@ def _receive(
     upload = _known_upload(lea_id, config, warehouse, archive_root)
     if upload is not None:
         return upload
+    now = datetime.now(UTC)
     files = [RemoteFile(f.name, f.size, f.mtime, "file") for f in config.files]
-    if not files:
+    by_hand = not files
+    if by_hand:
         files = inbox_files(sftp, lea_id)
-    key = source_key(lea_id, files)
+    key = config.upload_key or source_key(lea_id, files)
     with warehouse.connect(read_only=True) as conn:
         upload = find_upload(conn, archive_root, source_key=key)
+    if upload is not None and by_hand and files:
+        # Files in the inbox now arrived after that upload moved its own out: a new arrival
+        # of the same listing (same names, sizes and times, perhaps other bytes).
+        key, upload = f"{key}-{now:%Y%m%dT%H%M%S}", None
     if upload is None and files:
+        received_at = datetime.fromisoformat(config.received_at) if config.received_at else now
         upload = download_upload(
-            sftp, archive_root, lea_id, key, files, max_file_bytes=ingest_settings.max_file_bytes
+            sftp,
+            archive_root,
+            lea_id,
+            key,
+            files,
+            received_at=received_at,
+            max_file_bytes=ingest_settings.max_file_bytes,
         )
     if upload is None:
         with warehouse.connect(read_only=True) as conn:

@@ -47,24 +47,73 @@ def lea_inbox_sensor(
     warehouse: WarehouseResource,
 ) -> dg.SensorResult:
     """Starts a run per complete upload; re-ticks are harmless because the run key names the
-    inbox listing (names, sizes, server mtimes) and the attempt."""
-    pending = json.loads(context.cursor) if context.cursor else {}
+    upload's arrival (its inbox listing: names, sizes, server mtimes) and the attempt."""
+    pending, arrivals = _read_cursor(context.cursor)
+    tick_started = time.time()
     inboxes = sftp.list_inboxes()
     complete, pending = scan_inboxes(
         inboxes, pending, time.time(), ingest_settings.quiet_period_seconds
     )
     known = set(context.instance.get_dynamic_partitions(lea_partitions.name))
     new_leas = sorted({u.lea_id for u in complete} - known)
-    by_upload = _runs_by_upload(context.instance, complete)
-    runs = [r for u in complete if (r := _inbox_request(u, by_upload[u.source_key]))]
-    runs += _recovery_requests(context, warehouse, {u.source_key for u in complete})
+    keys = [u.source_key for u in complete] + [a["upload_key"] for a in arrivals.values()]
+    runs_of = _runs_by_upload(context.instance, keys)
+    arrivals = {
+        u.lea_id: _arrival(u, arrivals.get(u.lea_id), runs_of, tick_started) for u in complete
+    }
+    runs = [
+        r
+        for u in complete
+        if (
+            r := _inbox_request(
+                u, arrivals[u.lea_id], runs_of.get(arrivals[u.lea_id]["upload_key"], [])
+            )
+        )
+    ]
+    runs += _recovery_requests(context, warehouse, {a["upload_key"] for a in arrivals.values()})
     return dg.SensorResult(
         run_requests=runs,
         dynamic_partitions_requests=[lea_partitions.build_add_request(new_leas)]
         if new_leas
         else [],
-        cursor=json.dumps(pending, sort_keys=True),
+        cursor=json.dumps({"pending": pending, "arrivals": arrivals}, sort_keys=True),
     )
+
+
+def _read_cursor(cursor: str | None) -> tuple[dict, dict]:
+    """Inboxes still settling, and the arrival each complete inbox listing belongs to."""
+    state = json.loads(cursor) if cursor else {}
+    if "pending" not in state:  # the cursor of an earlier version held `pending` alone
+        return state, {}
+    return state["pending"], state.get("arrivals", {})
+
+
+def _arrival(
+    upload: CompleteUpload, seen: dict | None, runs_of: dict[str, list], tick_started: float
+) -> dict:
+    """Which arrival of the LEA's files this listing is: the one seen on earlier ticks, or a
+    new one received now.
+
+    The listing (names, sizes, mtimes) only tells that files changed. A run that succeeded
+    has moved its files out of the inbox, so the same listing in an inbox listed after that
+    run ended is new files (an SIS that keeps times and sizes, say): a new arrival, with a
+    key of its own, so it is requested again and never mistaken for the applied one. An
+    arrival is received when the sensor first sees it complete: that, not any time the
+    LEA's client set, is the upload's received time."""
+    now = datetime.now(UTC)
+    if seen is None or seen.get("key") != upload.source_key:
+        seen = {"key": upload.source_key, "upload_key": upload.source_key}
+        seen["received_at"] = now.isoformat()
+    runs = runs_of.get(seen["upload_key"], [])
+    came_back = bool(
+        runs
+        and runs[0].dagster_run.status == dg.DagsterRunStatus.SUCCESS
+        and (runs[0].end_time or tick_started) < tick_started
+    )
+    if not came_back:
+        return seen
+    key = f"{upload.source_key}-{now:%Y%m%dT%H%M%S}"
+    return {"key": upload.source_key, "upload_key": key, "received_at": now.isoformat()}
 
 
 def failed_attempts(
@@ -96,14 +145,12 @@ def _run_key(base: str, attempt: int) -> str:
     return base if attempt == 0 else f"{base}-retry{attempt}"
 
 
-def _runs_by_upload(
-    instance: dg.DagsterInstance, uploads: list[CompleteUpload]
-) -> dict[str, list[dg.RunRecord]]:
-    """The runs of each complete upload, newest first, in one query for the whole tick
-    (a busy morning has hundreds of uploads waiting in their inboxes at once)."""
-    if not uploads:
+def _runs_by_upload(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, list[dg.RunRecord]]:
+    """The runs of each upload key, newest first, in one query for the whole tick (a busy
+    morning has hundreds of uploads waiting in their inboxes at once)."""
+    if not keys:
         return {}
-    keys = sorted({u.source_key for u in uploads})
+    keys = sorted(set(keys))
     runs: dict[str, list[dg.RunRecord]] = {key: [] for key in keys}
     for record in instance.get_run_records(dg.RunsFilter(tags={UPLOAD_KEY_TAG: keys})):
         key = record.dagster_run.tags.get(UPLOAD_KEY_TAG)
@@ -112,12 +159,14 @@ def _runs_by_upload(
     return runs
 
 
-def _inbox_request(upload: CompleteUpload, runs: list[dg.RunRecord]) -> dg.RunRequest | None:
+def _inbox_request(
+    upload: CompleteUpload, arrival: dict, runs: list[dg.RunRecord]
+) -> dg.RunRequest | None:
     attempt = _failed_runs(runs, None)
     if attempt is None:
         return None
     return dg.RunRequest(
-        run_key=_run_key(upload.source_key, attempt),
+        run_key=_run_key(arrival["upload_key"], attempt),
         partition_key=upload.lea_id,
         run_config={
             "ops": {
@@ -125,12 +174,14 @@ def _inbox_request(upload: CompleteUpload, runs: list[dg.RunRecord]) -> dg.RunRe
                     "config": {
                         "files": [
                             {"name": f.name, "size": f.size, "mtime": f.mtime} for f in upload.files
-                        ]
+                        ],
+                        "upload_key": arrival["upload_key"],
+                        "received_at": arrival["received_at"],
                     }
                 }
             }
         },
-        tags={"lea_id": upload.lea_id, UPLOAD_KEY_TAG: upload.source_key},
+        tags={"lea_id": upload.lea_id, UPLOAD_KEY_TAG: arrival["upload_key"]},
     )
 
 
