@@ -97,8 +97,9 @@ def in_process(root: Path, uploads: dict[str, Path]) -> dict:
 
 def direct(root: Path, uploads: dict[str, Path]) -> dict:
     """The same work per LEA as plain calls, one process, no Dagster."""
+    from rostering_pipeline import ledger
     from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
-    from rostering_pipeline.ingest import clear_inbox, download_upload, inbox_files, record_upload
+    from rostering_pipeline.ingest import clear_inbox, download_upload, inbox_files
     from rostering_pipeline.lea_settings import LeaSettingsResource
     from rostering_pipeline.quality import record_rejections
     from rostering_pipeline.report import deliver_report
@@ -140,7 +141,7 @@ def direct(root: Path, uploads: dict[str, Path]) -> dict:
                         received_at=datetime.now(UTC),
                     )
                     with warehouse.connect() as conn:
-                        record_upload(conn, upload, datetime.now(UTC), "direct")
+                        ledger.record_received(conn, archive, upload, datetime.now(UTC), "direct")
                     clear_inbox(sftp, upload)
                 validated = validate_upload(lea, upload.read_files(), upload.received_at.date())
                 with warehouse.connect() as conn:

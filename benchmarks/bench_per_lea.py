@@ -56,7 +56,7 @@ def worker_generate(size: int) -> dict:
 
 def worker_day_one(size: int) -> dict:
     """Apply day 1 to a fresh warehouse: the base every day-2 measurement copies."""
-    from rostering_pipeline.ingest import record_upload
+    from rostering_pipeline import ledger
     from rostering_pipeline.quality import record_rejections
     from rostering_pipeline.roster.apply import apply_upload
     from rostering_pipeline.roster.plan import plan_upload
@@ -77,7 +77,7 @@ def worker_day_one(size: int) -> dict:
     validated = validate_upload(lea_id, upload.read_files(), upload.received_at.date())
     t["validate"] = time.monotonic() - started
     with WarehouseResource(path=str(building)).connect() as conn:
-        record_upload(conn, upload, common.now(), "bench")
+        ledger.record_received(conn, WORK / f"{size}" / "archive", upload, common.now(), "bench")
         record_rejections(conn, upload, validated.rejections, common.now())
         started = time.monotonic()
         plan = plan_upload(conn, upload, validated)
@@ -96,7 +96,7 @@ def worker_pipeline(size: int, profile: str | None) -> dict:
     import duckdb  # noqa: F401  (imports are not the pipeline's per-upload cost)
     import polars as pl  # noqa: F401
 
-    from rostering_pipeline.ingest import record_upload
+    from rostering_pipeline import ledger
     from rostering_pipeline.quality import record_rejections
     from rostering_pipeline.roster.apply import apply_upload
     from rostering_pipeline.roster.checks import dangling_references, reconcile
@@ -135,7 +135,7 @@ def worker_pipeline(size: int, profile: str | None) -> dict:
     phase("validate")
     with WarehouseResource(path=str(warehouse)).connect() as conn:
         phase("connect")
-        record_upload(conn, upload, common.now(), "bench")
+        ledger.record_received(conn, WORK / f"{size}" / "archive", upload, common.now(), "bench")
         record_rejections(conn, upload, validated.rejections, common.now())
         phase("record")
         plan = plan_upload(conn, upload, validated)

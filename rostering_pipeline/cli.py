@@ -1,4 +1,5 @@
-"""`rostering`: the pipeline from a terminal (demo, sync, ui) for people without the UI."""
+"""`rostering`: the pipeline from a terminal (demo, sync, explain, rebuild, ui) for people
+without the UI."""
 
 from __future__ import annotations
 
@@ -44,6 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("--student", help="the LEA's student_id")
     target.add_argument("--class", dest="class_id", help="the LEA's class_id")
     target.add_argument("--staff", help="the LEA's staff_id")
+    rebuild_cmd = commands.add_parser(
+        "rebuild",
+        help="disaster recovery: a new warehouse from the archive alone (every upload's files "
+        "and manifest), replaying every decision in the order it was made",
+    )
+    rebuild_cmd.add_argument(
+        "--warehouse", required=True, help="the new DuckDB file to create (must not exist)"
+    )
+    rebuild_cmd.add_argument(
+        "--archive", help="the archive to read (default: ROSTERING_ARCHIVE, else data/archive)"
+    )
     ui = commands.add_parser("ui", help="the Dagster UI on the demo deployment")
     ui.add_argument("--port", type=int, default=3000)
     args = parser.parse_args(argv)
@@ -55,9 +67,40 @@ def main(argv: list[str] | None = None) -> int:
         return sync_command()
     if args.command == "explain":
         return explain_command(args)
+    if args.command == "rebuild":
+        return rebuild_command(Path(args.warehouse), args.archive)
     if args.command == "ui":
         return ui_command(args.port)
     return 2
+
+
+def rebuild_command(warehouse: Path, archive: str | None) -> int:
+    from .lea_settings import DEFAULT_PATH, LeaSettingsResource
+    from .rebuild import rebuild
+
+    archive_root = Path(archive or os.environ.get("ROSTERING_ARCHIVE") or "data/archive")
+    if warehouse.exists():
+        _say(f"{warehouse} exists: rebuild creates a new warehouse and never overwrites one.")
+        return 1
+    if not archive_root.is_dir():
+        _say(f"No archive at {archive_root}: pass --archive or set ROSTERING_ARCHIVE.")
+        return 1
+    settings = LeaSettingsResource(path=os.environ.get("ROSTERING_LEA_SETTINGS", DEFAULT_PATH))
+    with WarehouseResource(path=str(warehouse)).connect() as conn:
+        report = rebuild(archive_root, conn, settings.for_lea)
+    _say(
+        f"Rebuilt {warehouse} from {archive_root}: {report.uploads} uploads, "
+        f"{report.decisions} decisions replayed."
+    )
+    for line in report.differing:
+        _say(f"  decided otherwise now: {line}")
+    if report.undecided:
+        _say(
+            f"  {len(report.undecided)} uploads were received but never decided (in flight when "
+            "the warehouse was lost); replay each with the sync_upload job's replay_upload_id: "
+            + ", ".join(report.undecided)
+        )
+    return 1 if report.differing else 0
 
 
 def _say(message: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from datetime import datetime
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 
+from . import ledger
 from .quality import record_rejections
 from .report import deliver_report
 from .roster.plan import RosterDiff
@@ -18,7 +18,6 @@ from .sftp import FileTooLarge, RemoteFile, SftpResource
 from .upload_spec.rejections import Rejection, rejection_frame
 from .uploads import (
     ArchivedFile,
-    RefusedFile,
     Upload,
     archive_path,
     content_files,
@@ -90,7 +89,11 @@ def refusal_rejections(upload: Upload) -> list[Rejection]:
 
 
 def reject_refused_upload(
-    sftp: SftpResource, warehouse: WarehouseResource, upload: Upload, now: datetime
+    sftp: SftpResource,
+    warehouse: WarehouseResource,
+    archive_root: Path,
+    upload: Upload,
+    now: datetime,
 ) -> None:
     """Reject an upload whose inbox held entries the pipeline refuses, and tell the LEA.
 
@@ -100,13 +103,11 @@ def reject_refused_upload(
     reason = "the inbox held entries the pipeline does not read: " + "; ".join(
         f"{f.shown_name} ({f.rule})" for f in upload.refused
     )
+    decision = ledger.Decision("rejected", reason[:2000], now)
     with warehouse.connect() as conn:
         record_rejections(conn, upload, rejections, now)
-        conn.execute(
-            "update ingest.uploads set status = 'rejected', reason = ?, decided_at = ?"
-            " where upload_id = ? and status = 'received'",
-            [reason[:2000], now, upload.upload_id],
-        )
+        ledger.reject_received(conn, upload.upload_id, decision)
+    ledger.append_decision(archive_root, upload, decision)
     plan = RosterDiff(upload.upload_id, upload.lea_id, "rejected", reason, None)
     deliver_report(sftp, upload, plan, rejections)
 
@@ -168,27 +169,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def record_upload(
-    conn: duckdb.DuckDBPyConnection, upload: Upload, now: datetime, run_id: str
-) -> None:
-    """One row per upload; recording the same upload again changes nothing."""
-    conn.execute(
-        "insert into ingest.uploads (upload_id, lea_id, received_at, source_key, fingerprint,"
-        " files, status, registered_at, run_id) values (?, ?, ?, ?, ?, ?, 'received', ?, ?)"
-        " on conflict do nothing",
-        [
-            upload.upload_id,
-            upload.lea_id,
-            upload.received_at,
-            upload.source_key,
-            upload.fingerprint,
-            upload.files_json(),
-            now,
-            run_id,
-        ],
-    )
-
-
 def find_upload(
     conn: duckdb.DuckDBPyConnection,
     archive_root: Path,
@@ -209,26 +189,7 @@ def find_upload(
         f" where {where} order by received_at desc, registered_at desc limit 1",
         [arg],
     ).fetchone()
-    if row is None:
-        return None
-    entries = json.loads(row[4])
-    files = tuple(
-        ArchivedFile(
-            f["name"],
-            f["size"],
-            f["mtime"],
-            f["sha256"],
-            str(archive_path(archive_root, row[1], f["sha256"])),
-        )
-        for f in entries
-        if not f.get("refused")
-    )
-    refused = tuple(
-        RefusedFile(f["name"], f["size"], f["mtime"], f["kind"], f["refused"], f["fix"])
-        for f in entries
-        if f.get("refused")
-    )
-    return Upload(row[0], row[1], row[2], row[3], files, refused)
+    return None if row is None else ledger.upload_from_record(archive_root, *row)
 
 
 def clear_inbox(sftp: SftpResource, upload: Upload) -> None:

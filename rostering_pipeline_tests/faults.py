@@ -68,10 +68,14 @@ def stamp(path: Path, day: int) -> None:
 
 def assert_archive_whole(archive: Path) -> list[Path]:
     """Every archived file is complete (named by its own sha256) and nothing is left half-way
-    in the staging folder; returns the archived files."""
+    in the staging folder; returns the archived files (not the uploads' manifests)."""
     staged = list((archive / ".incoming").iterdir()) if (archive / ".incoming").exists() else []
     assert staged == [], f"partial downloads left in staging: {staged}"
-    files = [p for p in archive.rglob("*") if p.is_file() and ".incoming" not in p.parts]
+    files = [
+        p
+        for p in archive.rglob("*")
+        if p.is_file() and ".incoming" not in p.parts and p.parent.name != "manifests"
+    ]
     for path in files:
         assert hashlib.sha256(path.read_bytes()).hexdigest() == path.name, path
     return files

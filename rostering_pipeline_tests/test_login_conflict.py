@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rostering_pipeline.ingest import record_upload
+from rostering_pipeline import ledger
 from rostering_pipeline.roster.apply import apply_upload
 from rostering_pipeline.roster.plan import plan_upload
 from rostering_pipeline.roster.store import LoginTaken
@@ -134,7 +134,7 @@ def test_a_login_taken_by_an_overlapping_run_refuses_the_apply_and_nothing_merge
     now = datetime.now(UTC)
 
     with WarehouseResource(path=str(pipeline.warehouse)).connect() as conn:
-        record_upload(conn, upload, now, "overlapping-run")
+        ledger.record_received(conn, tmp_path, upload, now, "overlapping-run")
         plan = plan_upload(conn, upload, validated)
         with pytest.raises(LoginTaken) as refused:
             apply_upload(conn, upload, validated, plan, now)

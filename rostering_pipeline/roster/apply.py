@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 import duckdb
 
+from .. import ledger
 from ..failpoints import failpoint
 from ..upload_spec.validate import ValidatedUpload
 from ..uploads import Upload
@@ -46,26 +47,17 @@ def apply_upload(
                 failpoint("apply.mid")
             write_accounts(conn, upload.lea_id, planned.entities["staff"], now)
         status = "applied" if planned.decision == "apply" else planned.decision
-        conn.execute(
-            "update ingest.uploads set status = ?, reason = ?, held_by = ?, decided_at = ?"
-            " where upload_id = ? and (? or status not in ('applied', 'rejected', 'duplicate',"
-            " 'superseded'))",
-            [
-                status,
-                planned.reason or None,
-                planned.held_by,
-                now,
-                upload.upload_id,
-                planned.reapplied and status in ("applied", "rejected"),
-            ],
+        planned.recorded = ledger.Decision(
+            status,
+            planned.reason or None,
+            now,
+            planned.held_by,
+            operator=None if planned.held_upload == "hold" else planned.held_upload,
+            settings=planned.settings.model_dump(mode="json"),
         )
+        ledger.decide(conn, upload.upload_id, planned.recorded, again=planned.reapplied)
         if status == "applied":
-            conn.execute(
-                "update ingest.uploads set status = 'superseded', decided_at = ?,"
-                " reason = 'held, then replaced by the newer upload ' || ?"
-                " where lea_id = ? and status = 'held' and received_at < ?",
-                [now, upload.upload_id, upload.lea_id, upload.received_at],
-            )
+            planned.superseded = ledger.supersede_held(conn, upload, now)
         conn.execute("commit")
     except BaseException:
         conn.execute("rollback")

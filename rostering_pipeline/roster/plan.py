@@ -8,12 +8,11 @@ from datetime import UTC, date, datetime
 import duckdb
 
 from ..lea_settings import DEFAULT_SETTINGS, LeaSettings
+from ..ledger import FINAL_STATUSES, Decision
 from ..upload_spec.validate import ValidatedUpload
 from ..uploads import Upload
 from .diff import EntityDiff
 from .store import applied_counts, diff_with_roster, last_applied_upload
-
-FINAL_STATUSES = ("applied", "rejected", "duplicate", "superseded")
 
 
 @dataclass
@@ -31,6 +30,10 @@ class RosterDiff:
     held_by: str | None = None  # "safeguard" or "blackout" when the decision is "held"
     settings: LeaSettings = DEFAULT_SETTINGS
     reapplied: bool = False  # an upload decided before, decided again (see plan_upload)
+    #: Set by apply_upload: the decision it wrote, and the held uploads the apply superseded
+    #: (lea_id, upload_id), for their manifests once the transaction has committed.
+    recorded: Decision | None = None
+    superseded: list[tuple[str, str]] = field(default_factory=list)
 
     def counts(self) -> dict[str, dict[str, int]]:
         return {e: d.counts for e, d in self.entities.items()}

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from rostering_pipeline import ledger
 from rostering_pipeline.defs.partitions import lea_partitions
 from rostering_pipeline.ingest import (
     UploadNotReady,
@@ -11,7 +12,6 @@ from rostering_pipeline.ingest import (
     download_upload,
     find_upload,
     inbox_files,
-    record_upload,
     reject_refused_upload,
 )
 from rostering_pipeline.settings import IngestSettings
@@ -60,13 +60,16 @@ def raw_upload(
     try:
         with sftp.connected():  # one SSH connection for the listing, files and moves
             upload = _receive(lea_id, config, sftp, warehouse, ingest_settings)
+            archive_root = Path(ingest_settings.archive_root)
             with warehouse.connect() as conn:
-                record_upload(conn, upload, datetime.now(UTC), context.run.run_id)
+                ledger.record_received(
+                    conn, archive_root, upload, datetime.now(UTC), context.run.run_id
+                )
             if upload.refused:
                 # Nothing of an upload with refused entries is read: the LEA is told what to
                 # fix and the later steps are skipped (the run succeeds; the roster is
                 # untouched).
-                reject_refused_upload(sftp, warehouse, upload, datetime.now(UTC))
+                reject_refused_upload(sftp, warehouse, archive_root, upload, datetime.now(UTC))
             clear_inbox(sftp, upload)
     except UploadNotReady as error:
         # The LEA is still writing: not a fault. The changed listing is a new upload to the

@@ -5,6 +5,7 @@ import dagster as dg
 import duckdb
 from dagster_shared.error import SerializableErrorInfo
 
+from rostering_pipeline import ledger
 from rostering_pipeline.defs.jobs import sync_upload_job
 from rostering_pipeline.ingest import find_upload
 from rostering_pipeline.lea_notices import failure_report
@@ -50,14 +51,10 @@ def sync_run_failure_sensor(
                 ).fetchone()
                 held = bool(status and status[0] == "held")
             if upload is not None and not held:
-                conn.execute(
-                    "update ingest.uploads set reason = ? where upload_id = ?"
-                    " and status = 'received'",
-                    [
-                        f"run {run.run_id} failed at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: "
-                        f"{summary}"[:2000],
-                        upload.upload_id,
-                    ],
+                ledger.note_failure(
+                    conn,
+                    upload.upload_id,
+                    f"run {run.run_id} failed at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {summary}",
                 )
     except duckdb.Error as error:
         context.log.warning(f"could not record the failure of run {run.run_id}: {error}")

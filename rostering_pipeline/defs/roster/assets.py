@@ -1,16 +1,19 @@
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from rostering_pipeline import ledger
 from rostering_pipeline.defs.partitions import lea_partitions
 from rostering_pipeline.lea_settings import LeaSettingsResource
 from rostering_pipeline.report import deliver_report
 from rostering_pipeline.roster.apply import apply_upload
 from rostering_pipeline.roster.checks import dangling_references, key_sample, reconcile
 from rostering_pipeline.roster.plan import RosterDiff, plan_upload
+from rostering_pipeline.settings import IngestSettings
 from rostering_pipeline.sftp import SftpResource
 from rostering_pipeline.upload_spec.files import ENTITIES
 from rostering_pipeline.upload_spec.validate import ValidatedUpload
@@ -95,6 +98,7 @@ def roster_diff(
     warehouse: WarehouseResource,
     lea_settings: LeaSettingsResource,
     sftp: SftpResource,
+    ingest_settings: IngestSettings,
     raw_upload: Upload,
     upload_rejections: pl.DataFrame,
     validated_campuses: pl.DataFrame,
@@ -129,12 +133,16 @@ def roster_diff(
     yield dg.Output(plan, metadata=_change_metadata(plan))
     held = plan.held_by == "safeguard"
     if held:
+        decision = ledger.Decision(
+            "held",
+            plan.reason,
+            datetime.now(UTC),
+            "safeguard",
+            settings=plan.settings.model_dump(mode="json"),
+        )
         with warehouse.connect() as conn:
-            conn.execute(
-                "update ingest.uploads set status = 'held', held_by = 'safeguard', reason = ?,"
-                " decided_at = ? where upload_id = ? and status in ('received', 'held')",
-                [plan.reason, datetime.now(UTC), raw_upload.upload_id],
-            )
+            ledger.hold(conn, raw_upload.upload_id, decision)
+        ledger.append_decision(Path(ingest_settings.archive_root), raw_upload, decision)
         deliver_report(sftp, raw_upload, plan, upload_rejections)
         context.log.warning(f"LEA {raw_upload.lea_id}: upload {raw_upload.upload_id} held")
     yield dg.AssetCheckResult(
@@ -180,6 +188,7 @@ def roster_diff(
 def applied_roster(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
+    ingest_settings: IngestSettings,
     raw_upload: Upload,
     roster_diff: RosterDiff,
     upload_rejections: pl.DataFrame,
@@ -214,6 +223,19 @@ def applied_roster(
             ).fetchone()[0]
             for e in ENTITIES
         }
+    archive_root = Path(ingest_settings.archive_root)
+    if plan.recorded is not None:
+        ledger.append_decision(archive_root, raw_upload, plan.recorded)
+        ledger.append_superseded(
+            archive_root,
+            plan.superseded,
+            ledger.Decision(
+                "superseded",
+                f"held, then replaced by the newer upload {raw_upload.upload_id}",
+                plan.recorded.decided_at,
+                by=f"newer upload {raw_upload.upload_id}",
+            ),
+        )
     context.log.info(
         f"LEA {raw_upload.lea_id}: upload {raw_upload.upload_id} {plan.decision}: "
         f"{plan.total('add')} adds, {plan.total('update')} updates, {plan.total('drop')} drops"
