@@ -99,7 +99,8 @@ def _replay(
         ledger.reject_received(conn, upload.upload_id, decision)
         return
     taken = conn.execute(
-        "select lower(username) from roster.accounts where lea_id <> ?", [upload.lea_id]
+        "select lower(username) from roster.accounts where lea_id <> ? and status = 'active'",
+        [upload.lea_id],
     ).fetchall()
     validated = validate_upload(
         upload.lea_id,

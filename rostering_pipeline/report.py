@@ -9,6 +9,8 @@ numbers.
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 
 from .roster.diff import WHY
@@ -88,6 +90,7 @@ def render_report(upload: Upload, plan: RosterDiff, rejections: pl.DataFrame) ->
     else:
         lines += _change_table(plan, rejected)
         lines += _kept_for_rejected_rows(plan)
+        lines += _changes_to_check(plan)
     if plan.decision == "held":
         lines += ["", "The counts above are what this upload *would* change."]
     lines += ["", "## What needs fixing", ""]
@@ -143,6 +146,42 @@ def _change_table(plan: RosterDiff, rejected: dict[str, int]) -> list[str]:
             "operators to switch to complete mode once your exports are complete.",
         ]
     return lines
+
+
+def _changes_to_check(plan: RosterDiff) -> list[str]:
+    """Applied, but worth a look: an ID that now describes another person, a login that
+    passed from one staff member to another. IDs only."""
+    notes = []
+    students = plan.entities.get("students")
+    if students is not None:
+        updates = students.changes.filter(pl.col("change") == "update")
+        for key, old in updates.select("key", "old_values").rows():
+            if {"first_name", "last_name", "birth_date"} <= set(json.loads(old or "{}")):
+                notes.append(
+                    f"student_id {key}: first name, last name and birth date all changed. If "
+                    "the ID was given to another student, the roster now shows the new student "
+                    "under the old student's history: check the ID in your SIS."
+                )
+    staff = plan.entities.get("staff")
+    if staff is not None:
+        had, has = {}, {}
+        for key, change, old, new in staff.changes.select(
+            "key", "change", "old_values", "new_values"
+        ).rows():
+            if change in ("update", "drop") and (email := json.loads(old or "{}").get("email")):
+                had[email.lower()] = key
+            if change in ("update", "add") and (email := json.loads(new or "{}").get("email")):
+                has[email.lower()] = key
+        for email, new_key in sorted(has.items()):
+            if email in had and had[email] != new_key:
+                notes.append(
+                    f"staff_id {new_key} now has the email (and login) staff_id {had[email]} "
+                    "had: the account's sign-in passed between two staff members. Check both "
+                    "rows if this was not intended."
+                )
+    if not notes:
+        return []
+    return ["", "Applied, but please check:", "", *(f"- {n}" for n in notes)]
 
 
 def _kept_for_rejected_rows(plan: RosterDiff) -> list[str]:

@@ -45,7 +45,7 @@ def apply_upload(
             for diff in planned.entities.values():
                 write_diff(conn, upload.lea_id, upload.upload_id, diff, now)
                 failpoint("apply.mid")
-            write_accounts(conn, upload.lea_id, planned.entities["staff"], now)
+            write_accounts(conn, upload.lea_id, upload.upload_id, planned.entities["staff"], now)
         status = "applied" if planned.decision == "apply" else planned.decision
         planned.recorded = ledger.Decision(
             status,

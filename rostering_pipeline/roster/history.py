@@ -32,8 +32,9 @@ def roster_as_of(
         cutoff = cutoff[0]
     changes = conn.execute(
         "select entity, key, change, new_values from roster.changes"
-        " where lea_id = ? and applied_at <= ? order by applied_at, entity, key",
-        [lea_id, cutoff],
+        " where lea_id = ? and applied_at <= ? and entity in ?"
+        " order by applied_at, entity, key",
+        [lea_id, cutoff, list(ENTITIES)],
     ).fetchall()
     state: dict[str, dict[str, dict[str, str | None]]] = {e: {} for e in ENTITIES}
     for entity, key, change, new_values in changes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import duckdb
@@ -130,7 +131,7 @@ class LoginTaken(RuntimeError):
 
 
 def write_accounts(
-    conn: duckdb.DuckDBPyConnection, lea_id: str, staff: EntityDiff, now: datetime
+    conn: duckdb.DuckDBPyConnection, lea_id: str, upload_id: str, staff: EntityDiff, now: datetime
 ) -> dict[str, int]:
     """One login per staff member: created or reactivated on add, renamed on an email change,
     deactivated (never deleted) on drop.
@@ -138,13 +139,14 @@ def write_accounts(
     Validation rejects a staff row whose email is another LEA's login, but it reads those
     logins before this transaction: a login another LEA's run created since raises
     `LoginTaken` here, and the caller's transaction rolls back."""
-    counts = {"created": 0, "reactivated": 0, "renamed": 0, "deactivated": 0}
+    counts = {"created": 0, "reactivated": 0, "renamed": 0, "deactivated": 0, "released": 0}
     if staff.rows.height:
         logins = staff.rows.select("staff_id", pl.col("email").str.to_lowercase().alias("username"))
         with registered(conn, "logins", logins):
             taken = conn.execute(
                 "select l.staff_id, a.lea_id from logins l join roster.accounts a"
-                " on lower(a.username) = l.username where a.lea_id <> ? order by 1, 2",
+                " on lower(a.username) = l.username where a.lea_id <> ? and a.status = 'active'"
+                " order by 1, 2",
                 [lea_id],
             ).fetchall()
             if taken:
@@ -159,6 +161,7 @@ def write_accounts(
                     " them to the LEA (the sensor starts that run within its automatic"
                     " retries; past them an operator re-executes it)."
                 )
+            counts["released"] = _release_inactive_logins(conn, lea_id, upload_id, now)
             counts["reactivated"] = conn.execute(
                 "select count(*) from roster.accounts a join logins l using (staff_id)"
                 " where a.lea_id = ? and a.status = 'inactive'",
@@ -190,3 +193,36 @@ def write_accounts(
                 [now, now, lea_id],
             ).fetchone()[0]
     return counts
+
+
+def _release_inactive_logins(
+    conn: duckdb.DuckDBPyConnection, lea_id: str, upload_id: str, now: datetime
+) -> int:
+    """Logins this upload gives its staff (the registered `logins`) that an inactive account
+    of another LEA holds pass to this LEA: the old account stays inactive with its history
+    under a released username, and both LEAs' change logs say so (entity `accounts`)."""
+    moved = conn.execute(
+        "select a.lea_id, a.staff_id, a.username, l.staff_id from logins l join roster.accounts a"
+        " on lower(a.username) = l.username where a.lea_id <> ? and a.status = 'inactive'"
+        " order by 1, 2",
+        [lea_id],
+    ).fetchall()
+    for old_lea, old_staff, username, new_staff in moved:
+        released = f"{username} (released {now:%Y-%m-%d} to LEA {lea_id})"
+        conn.execute(
+            "update roster.accounts set username = ?, updated_at = ? where lea_id = ?"
+            " and staff_id = ?",
+            [released, now, old_lea, old_staff],
+        )
+        for lea, staff, old, new in (
+            (old_lea, old_staff, {"username": username}, {"username": released}),
+            (lea_id, new_staff, {"login_of": f"LEA {old_lea} staff_id {old_staff} (inactive)"},
+             {"username": username}),
+        ):  # fmt: skip
+            conn.execute(
+                "insert into roster.changes (upload_id, lea_id, entity, key, change, old_values,"
+                " new_values, source_line, applied_at) values (?, ?, 'accounts', ?, 'update',"
+                " ?, ?, null, ?)",
+                [upload_id, lea, staff, json.dumps(old), json.dumps(new), now],
+            )
+    return len(moved)

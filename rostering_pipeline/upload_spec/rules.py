@@ -232,21 +232,23 @@ def _unique(column: str, what: str, *, case_insensitive: bool = False) -> Rule:
     )
 
 
-LOGIN_TAKEN = "email is already the login of a staff account in another LEA"
+LOGIN_TAKEN = "email is already the login of an active staff account in another LEA"
 
 
 def _login_not_taken(taken_logins: frozenset[str]) -> Rule:
     """A login belongs to one LEA: another LEA's staff member must never be merged into this one.
 
-    `taken_logins` are the lower-cased usernames of other LEAs' accounts, so the row is
+    `taken_logins` are the lower-cased usernames of other LEAs' active accounts, so the row is
     refused (and reported to the LEA that sent it second) instead of taking over that account.
+    An inactive account's login is free: a teacher who moved keeps their address.
     """
     taken = sorted(taken_logins)
     return Rule(
         "email",
         LOGIN_TAKEN,
-        "Use the staff member's own address at this LEA, or ask the operators to retire "
-        "the account the other LEA holds under this login.",
+        "Use the staff member's own address at this LEA. If the person has moved here, the "
+        "other LEA must first leave them out of its upload: the login then passes to this "
+        "LEA on its next upload.",
         lambda v: ~v.str.to_lowercase().is_in(taken),
     )
 

@@ -126,10 +126,12 @@ def validated_tables(
 
 
 def _logins_of_other_leas(warehouse: WarehouseResource, lea_id: str) -> frozenset[str]:
-    """Lower-cased usernames of every other LEA's accounts (a read-only look before validating)."""
+    """Lower-cased usernames of every other LEA's active accounts (a read-only look before
+    validating); an inactive account's login passes to the LEA that lists it now."""
     with warehouse.connect(read_only=True) as conn:
         rows = conn.execute(
-            "select lower(username) from roster.accounts where lea_id <> ?", [lea_id]
+            "select lower(username) from roster.accounts where lea_id <> ? and status = 'active'",
+            [lea_id],
         ).fetchall()
     return frozenset(username for (username,) in rows if username)
 
