@@ -4,6 +4,7 @@ instance. Each stops what it started."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ class Pipeline:
     cursor: Path = field(init=False)
     #: The day of the latest upload: `sync` runs on that day's clock (see `sync`).
     day: int | None = field(init=False, default=None)
+    #: Where the test clock stood when the last `sync` ended: it never runs backwards.
+    clock: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         self.cursor = self.root / "sensor_cursor.json"
@@ -69,11 +72,16 @@ class Pipeline:
     def sync(self) -> list[SyncedRun]:
         """One sensor pass and its runs. The pipeline dates an upload by when it saw it
         complete, so the pass runs with the clock at noon UTC of the latest upload's day
-        (time moving on from there): "day 2" is received on day 2."""
+        (time moving on from there, and never back before the previous sync ended, as a real
+        clock would not): "day 2" is received on day 2."""
         if self.day is None:
             return sync_once(self.defs(), self.instance, cursor_path=self.cursor)
-        with time_machine.travel(DAY_ONE + (self.day - 1) * DAY, tick=True):
-            return sync_once(self.defs(), self.instance, cursor_path=self.cursor)
+        start = max(DAY_ONE + (self.day - 1) * DAY, self.clock + 1)
+        with time_machine.travel(start, tick=True):
+            try:
+                return sync_once(self.defs(), self.instance, cursor_path=self.cursor)
+            finally:
+                self.clock = time.time()
 
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
         with duckdb.connect(str(self.warehouse), read_only=True) as conn:
