@@ -51,6 +51,9 @@ LEVEL_INTRO = {
     "note": "How the upload was read; nothing to fix.",
 }
 REJECTION_CSV_COLUMNS = ["file", "line", "column", "rule", "value", "fix", "level"]
+#: A cell a spreadsheet reads as a formula (OWASP, CSV injection): one starting with = + - @,
+#: a tab, a carriage return or NUL; also after leading spaces or line breaks, which some skip.
+FORMULA_START = r"^[\t\r\x00]|^\s*[=+\-@]"
 LEVEL_ORDER = {"upload": 0, "row": 1, "warning": 2, "note": 3}
 KEPT_NAMED = "named by a kept row"
 LISTED_PER_PROBLEM = 50
@@ -267,7 +270,19 @@ def _plural(n: int, word: str) -> str:
 
 
 def render_rejections_csv(rejections: pl.DataFrame) -> bytes:
-    return rejections.select(REJECTION_CSV_COLUMNS).write_csv().encode("utf-8")
+    """One row per rejection, for a registrar's spreadsheet. Any text cell can carry the LEA's
+    own text (a file name, a header, a value, a rule or fix quoting one), so a cell that would
+    run as a formula gets a leading `'`, which Excel reads as "this is text", and every text
+    cell is quoted. quality.rejections keeps the values as they were sent."""
+    texts = [c for c in REJECTION_CSV_COLUMNS if rejections.schema[c] == pl.String]
+    shown = rejections.select(REJECTION_CSV_COLUMNS).with_columns(
+        pl.when(pl.col(c).str.contains(FORMULA_START))
+        .then(pl.lit("'") + pl.col(c))
+        .otherwise(pl.col(c))
+        .alias(c)
+        for c in texts
+    )
+    return shown.write_csv(quote_style="non_numeric").encode("utf-8")
 
 
 def deliver_report(

@@ -3,15 +3,17 @@ then each problem once with what to do and every place it occurs."""
 
 from __future__ import annotations
 
+import csv
 import io
 from datetime import UTC, date, datetime
 
 import polars as pl
+import pytest
 
 from rostering_pipeline.report import render_rejections_csv, render_report
 from rostering_pipeline.roster.diff import EntityDiff
 from rostering_pipeline.roster.plan import RosterDiff
-from rostering_pipeline.upload_spec.rejections import rejection_frame
+from rostering_pipeline.upload_spec.rejections import Rejection, rejection_frame
 from rostering_pipeline.upload_spec.validate import validate_upload
 from rostering_pipeline.uploads import ArchivedFile, Upload
 from rostering_pipeline_tests.oneroster_uploads import oneroster_day_one, zipped
@@ -138,6 +140,27 @@ def test_rejections_csv_has_one_row_per_rejection_with_values_intact() -> None:
     assert listed.columns == ["file", "line", "column", "rule", "value", "fix", "level"]
     assert listed.height == rejections.height
     assert listed.filter(pl.col("column") == "birth_date")["value"].to_list() == ["2016-13-01"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["=1+2", "+cmd|' /C calc'!A0", "-2+3", "@SUM(1,2)", "\t=1+2", "\rx", "  =1+2", "\n=1+2"],
+)
+def test_rejections_csv_shows_a_formula_as_text_in_every_column(text: str) -> None:
+    rejection = Rejection(text, 7, text, text, text, text, "row", "students")
+
+    listed = render_rejections_csv(rejection_frame([rejection]))
+
+    [row] = list(csv.DictReader(io.StringIO(listed.decode(), newline="")))
+    assert row == {
+        "file": f"'{text}",
+        "line": "7",
+        "column": f"'{text}",
+        "rule": f"'{text}",
+        "value": f"'{text}",
+        "fix": f"'{text}",
+        "level": "row",
+    }
 
 
 def test_rejection_frames_recorded_before_the_entity_column_still_render() -> None:
