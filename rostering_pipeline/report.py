@@ -4,7 +4,8 @@ It is read by a registrar, not an engineer: it opens with the outcome in one lin
 changes per kind of record, then lists each problem once with what to do about it and every
 line it occurs on. The report and the rejections CSV go back to the LEA that sent the data,
 so they quote the LEA's own values; Dagster metadata and logs get only counts, IDs and line
-numbers.
+numbers. Whatever the LEA wrote is shown as text and never acted on: escaped in the report
+(`md_text`), neutralised where a spreadsheet would run it as a formula in the CSV.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 
 import polars as pl
 
+from .markdown_text import md_text
 from .roster.diff import WHY
 from .roster.plan import RosterDiff
 from .sftp import SftpResource
@@ -75,16 +77,17 @@ def render_report(upload: Upload, plan: RosterDiff, rejections: pl.DataFrame) ->
     headline = HEADLINES.get(plan.decision, plan.decision)
     if plan.decision in ("apply", "applied") and total:
         headline += f", except {total} rejected {_plural(total, 'row')} (see What needs fixing)"
+    files = ", ".join(f"{md_text(f.name)} ({f.size:,} bytes)" for f in upload.files)
     lines = [
         f"# Sync report for LEA {upload.lea_id}",
         "",
         f"**{headline}**",
         "",
         f"- Upload: `{upload.upload_id}`, received {upload.received_at:%Y-%m-%d %H:%M:%S} UTC",
-        f"- Files: {', '.join(f'{f.name} ({f.size:,} bytes)' for f in upload.files) or 'none'}",
+        f"- Files: {files or 'none'}",
     ]
     if plan.reason:
-        lines.append(f"- Why: {plan.reason}")
+        lines.append(f"- Why: {md_text(plan.reason)}")
     if plan.decision in WHAT_NEXT:
         lines += ["", WHAT_NEXT[plan.decision]]
     lines += ["", "## Changes", ""]
@@ -108,9 +111,9 @@ def render_report(upload: Upload, plan: RosterDiff, rejections: pl.DataFrame) ->
             introduced.add(level)
             lines += [LEVEL_INTRO.get(level, ""), ""]
         lines += [
-            f"### {LEVEL_WORDS.get(level, level)}: {file}: {rule}",
+            f"### {LEVEL_WORDS.get(level, level)}: {md_text(file)}: {md_text(rule)}",
             "",
-            f"What to do: {fix}",
+            f"What to do: {md_text(fix)}",
             "",
             *_places(group, upload),
             "",
@@ -197,9 +200,10 @@ def _kept_for_rejected_rows(plan: RosterDiff) -> list[str]:
     named = {e: k for e, k in named.items() if not k.is_empty()}
     if not named:
         return []
+    shown = {e: keys.drop(WHY).head(LISTED_PER_PROBLEM).rows() for e, keys in named.items()}
     listed = "; ".join(
-        f"{entity} {', '.join('|'.join(r) for r in keys.drop(WHY).rows()[:LISTED_PER_PROBLEM])}"
-        for entity, keys in named.items()
+        f"{entity} {', '.join(md_text('|'.join(key)) for key in keys)}"
+        for entity, keys in shown.items()
     )
     return [
         "",
@@ -252,17 +256,11 @@ def _places(group: pl.DataFrame, upload: Upload) -> list[str]:
     out = ["| line | column | value |", "|---:|---|---|"]
     for row in shown.iter_rows(named=True):
         line = "" if row["line"] is None else str(row["line"])
-        value = "" if row["value"] is None else f"`{_cell(row['value'])}`"
-        out.append(f"| {line} | {_cell(row['column'] or '')} | {value} |")
+        out.append(f"| {line} | {md_text(row['column'])} | {md_text(row['value'])} |")
     more = group.height - shown.height
     if more > 0:
         out += ["", f"… and {more} more: see `{rejections_name(upload)}`."]
     return out
-
-
-def _cell(text: str) -> str:
-    """A value safe inside a markdown table cell and code span."""
-    return text.replace("`", "'").replace("|", "\\|").replace("\r", "").replace("\n", " ⏎ ")
 
 
 def _plural(n: int, word: str) -> str:

@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
+import dagster as dg
+from markdown_it import MarkdownIt
+
+from rostering_pipeline.markdown_text import LINK_BREAK
 from rostering_pipeline_tests.conftest import Pipeline
+from rostering_pipeline_tests.test_markdown_text import _as_html_text
 from rostering_pipeline_tests.uploads import day_one
 
 LEA = "101912"
@@ -70,3 +76,74 @@ def test_rejections_csv_neutralises_formulas_and_the_warehouse_keeps_the_values(
         ("students.csv", "\r=3", "\r=3"),
         (FORMULA_FILE, None, None),
     } <= stored
+
+
+# --- markdown and HTML in the sync report and Dagster's metadata --------------------------
+
+HOSTILE_FILE = "<img src=x onerror=alert(1)> [click](javascript:alert(1)) | ## x `*b*` _i_.csv"
+HOSTILE_HEADERS = ["[click](http://evil.example)", "<b>| ## x</b>"]
+HOSTILE_VALUES = {
+    "grade": "<img src=x onerror=alert(1)>",
+    "gender": "[click](http://evil.example)",
+    "birth_date": "| ## x `*b*` _i_ ~~s~~ &amp; www.evil.example",
+}
+#: Tags the report's own markdown makes; any other tag came from the LEA's text.
+REPORT_TAGS = {"h1", "h2", "h3", "p", "strong", "ul", "li", "code", "table", "thead", "tbody"}
+REPORT_TAGS |= {"tr", "th", "td"}
+
+
+def _markup_upload() -> dict[str, str]:
+    files = day_one()
+    header = ",".join(f'"{h}"' for h in HOSTILE_HEADERS)
+    values = HOSTILE_VALUES
+    files["students.csv"] = (
+        f"{STUDENTS_HEADER},{header}\n"
+        f'S1,Luz,Peña,"{values["birth_date"]}","{values["grade"]}",101912001,'
+        f'"{values["gender"]}",,\n'
+    )
+    files[HOSTILE_FILE] = "a\n1\n"
+    return files
+
+
+def _html(markdown: str) -> str:
+    """As CommonMark with GFM tables and strikethrough renders it, raw HTML passed through
+    (as renderers that do not sanitise do), and the empty comment that splits bare web
+    addresses and the columns' alignment taken out."""
+    html = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(markdown)
+    return re.sub(r' style="text-align:\w+"', "", html.replace(LINK_BREAK, ""))
+
+
+def test_report_shows_hostile_names_and_values_as_text(pipeline: Pipeline) -> None:
+    pipeline.upload(LEA, _markup_upload())
+
+    assert [r.success for r in pipeline.sync()] == [True]
+
+    report = _outbox_file(pipeline, "sync_report_")
+    html = _html(report)
+    assert set(re.findall(r"<(\w+)", html)) <= REPORT_TAGS  # no link, image, emphasis, …
+    assert "://" not in report and "www." not in report  # no bare address to link either
+    name = _as_html_text(HOSTILE_FILE)
+    [files] = re.findall(r"<li>Files: (.*)</li>", html)
+    assert f"{name} (4 bytes)" in files.split(", ")
+    assert f"<h3>Note (applied anyway): {name}: file is not part of the upload</h3>" in html
+    # Each hostile text fills exactly its own cell: the table around it is whole.
+    for header in HOSTILE_HEADERS:
+        assert (
+            f"<td>1</td>\n<td>{_as_html_text(header)}</td>\n<td>{_as_html_text(header)}</td>"
+            in html
+        )
+    for column, value in HOSTILE_VALUES.items():
+        assert f"<td>2</td>\n<td>{column}</td>\n<td>{_as_html_text(value)}</td>" in html
+
+
+def test_dagster_markdown_metadata_shows_a_hostile_file_name_as_text(pipeline: Pipeline) -> None:
+    pipeline.upload(LEA, _markup_upload())
+
+    pipeline.sync()
+
+    [record] = pipeline.instance.fetch_materializations(dg.AssetKey("raw_upload"), limit=1).records
+    files = record.asset_materialization.metadata["files"]
+    assert isinstance(files, dg.MarkdownMetadataValue)
+    html = _html(files.md_str)
+    assert set(re.findall(r"<(\w+)", html)) <= {"table", "thead", "tbody", "tr", "th", "td", "code"}
+    assert f"<tr>\n<td>{_as_html_text(HOSTILE_FILE)}</td>\n<td>4</td>" in html

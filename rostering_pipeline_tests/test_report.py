@@ -64,8 +64,8 @@ def test_rejected_rows_are_counted_once_per_row_and_grouped_by_rule() -> None:
     assert "| students | 0 | 0 | 0 | 2 |" in report
     section = report.split("birth_date must be a date written")[1].split("###")[0]
     assert "What to do: Write the date as YYYY-MM-DD" in section
-    assert "| 3 | birth_date | `2016-13-01` |" in section
-    assert "| 4 | birth_date | `2016-14-01` |" in section
+    assert "| 3 | birth_date | 2016-13-01 |" in section
+    assert "| 4 | birth_date | 2016-14-01 |" in section
     assert "### Row not applied: students.csv: a required value is missing" in report
     assert "A row left out keeps what your roster already had for it" in report
 
@@ -101,7 +101,7 @@ def test_a_long_list_points_at_the_csv() -> None:
 
     report, _ = _report(_students(*rows))
 
-    assert "| 52 | grade | `13` |" in report
+    assert "| 52 | grade | 13 |" in report
     assert "| 53 | grade |" not in report
     assert "… and 10 more: see `rejections_20260901T120000Z.csv`." in report
 
@@ -111,13 +111,13 @@ def test_values_cannot_break_the_markdown_table() -> None:
         _students('S2,"Max | ` the\nsecond",Ortiz,2016-01-01,13,101912001')
     )
 
-    assert "| 3 | grade | `13` |" in report
+    assert "| 3 | grade | 13 |" in report
     rejections = pl.concat(
         [rejections, rejection_frame().vstack(rejections.with_columns(value=pl.lit("a|b`c\nd")))]
     )
     upload = Upload("u", LEA, datetime(2026, 9, 1, tzinfo=UTC), "k")
     text = render_report(upload, RosterDiff("u", LEA, "apply", "", None), rejections)
-    assert "`a\\|b'c ⏎ d`" in text
+    assert "| a\\|b\\`c ⏎ d |" in text
 
 
 def test_a_oneroster_report_explains_its_terms() -> None:
@@ -128,7 +128,7 @@ def test_a_oneroster_report_explains_its_terms() -> None:
 
     assert "This upload is a OneRoster CSV set" in report
     assert "### Row not applied: demographics.csv: birth_date must be a date written" in report
-    assert "| 3 | birthDate | `2016-13-06` |" in report
+    assert "| 3 | birthDate | 2016-13-06 |" in report
     assert "| students | 0 | 0 | 0 | 1 |" in report and "| enrollments | 0 | 0 | 0 | 1 |" in report
 
 

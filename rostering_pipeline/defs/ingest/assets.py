@@ -14,6 +14,7 @@ from rostering_pipeline.ingest import (
     inbox_files,
     reject_refused_upload,
 )
+from rostering_pipeline.markdown_text import md_text
 from rostering_pipeline.settings import IngestSettings
 from rostering_pipeline.sftp import RemoteFile, SftpError, SftpResource
 from rostering_pipeline.uploads import Upload, source_key
@@ -91,7 +92,9 @@ def raw_upload(
             "received_at": upload.received_at.isoformat(),
             "files": dg.MetadataValue.md(
                 "| file | bytes | sha256 |\n|---|---:|---|\n"
-                + "\n".join(f"| {f.name} | {f.size:,} | `{f.sha256}` |" for f in upload.files)
+                + "\n".join(
+                    f"| {md_text(f.name)} | {f.size:,} | `{f.sha256}` |" for f in upload.files
+                )
             ),
             "file_count": len(upload.files),
             "total_bytes": sum(f.size for f in upload.files),

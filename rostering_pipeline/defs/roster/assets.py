@@ -9,6 +9,7 @@ from pydantic import Field
 from rostering_pipeline import ledger
 from rostering_pipeline.defs.partitions import lea_partitions
 from rostering_pipeline.lea_settings import LeaSettingsResource
+from rostering_pipeline.markdown_text import md_text
 from rostering_pipeline.report import deliver_report
 from rostering_pipeline.roster.apply import apply_upload
 from rostering_pipeline.roster.checks import dangling_references, key_sample, reconcile
@@ -67,7 +68,7 @@ def _change_metadata(plan: RosterDiff) -> dict[str, dg.MetadataValue]:
         "drops": dg.MetadataValue.int(plan.total("drop")),
         "changes_by_entity": dg.MetadataValue.json(counts),
         "summary": dg.MetadataValue.md(
-            f"**{plan.decision}** {plan.reason}\n\n| entity | add | update | drop |\n"
+            f"**{plan.decision}** {md_text(plan.reason)}\n\n| entity | add | update | drop |\n"
             f"|---|---:|---:|---:|\n{table}"
         ),
     }
