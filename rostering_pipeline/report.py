@@ -46,12 +46,29 @@ LEVEL_WORDS = {
 }
 LEVEL_INTRO = {
     "upload": "These stop the whole upload: nothing in it was applied.",
-    "row": "Each row below was left out and the rest of the upload was applied. A row left "
-    "out keeps what your roster already had for it (a rejected student is not dropped "
-    "from their classes). Fix these in your SIS; the next upload picks the rows up.",
     "warning": "These did not stop anything; act on them only if the note asks you to.",
     "note": "How the upload was read; nothing to fix.",
 }
+_KEPT = (
+    "A row left out keeps what your roster already had for it (a rejected student is not "
+    "dropped from their classes). Fix these in your SIS; the next upload picks the rows up."
+)
+#: What rejected rows mean depends on what happened to the rest of the upload (the decision;
+#: `blackout` for an upload held by a blackout).
+ROW_INTRO = {
+    "apply": f"Each row below was left out and the rest of the upload was applied. {_KEPT}",
+    "held": "Nothing in this upload is applied until an operator decides on it; if it is "
+    f"applied, each row below is left out. {_KEPT}",
+    "blackout": "Nothing in this upload is applied before the sync blackout ends; if it is "
+    f"applied then, each row below is left out. {_KEPT}",
+    "rejected": "Nothing in this upload was applied, these rows included. Fix them in your SIS "
+    "before you upload again.",
+    "duplicate": "This upload repeats the last one, which left out each row below: nothing "
+    f"changed. {_KEPT}",
+    "superseded": "Nothing in this upload was applied, these rows included: a newer upload "
+    "was, and its report lists what it left out.",
+}
+ROW_INTRO["applied"] = ROW_INTRO["apply"]
 REJECTION_CSV_COLUMNS = ["file", "line", "column", "rule", "value", "fix", "level"]
 #: A cell a spreadsheet reads as a formula (OWASP, CSV injection): one starting with = + - @,
 #: a tab, a carriage return or NUL; also after leading spaces or line breaks, which some skip.
@@ -109,7 +126,7 @@ def render_report(upload: Upload, plan: RosterDiff, rejections: pl.DataFrame) ->
     for (level, file, rule, fix), group in _grouped(rejections, upload_format.file_names):
         if level not in introduced:
             introduced.add(level)
-            lines += [LEVEL_INTRO.get(level, ""), ""]
+            lines += [_intro(level, plan), ""]
         lines += [
             f"### {LEVEL_WORDS.get(level, level)}: {md_text(file)}: {md_text(rule)}",
             "",
@@ -123,6 +140,13 @@ def render_report(upload: Upload, plan: RosterDiff, rejections: pl.DataFrame) ->
         "beside this report."
     )
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _intro(level: str, plan: RosterDiff) -> str:
+    if level != "row":
+        return LEVEL_INTRO.get(level, "")
+    held_by_blackout = plan.decision == "held" and plan.held_by == "blackout"
+    return ROW_INTRO.get("blackout" if held_by_blackout else plan.decision, ROW_INTRO["apply"])
 
 
 def _change_table(plan: RosterDiff, rejected: dict[str, int]) -> list[str]:

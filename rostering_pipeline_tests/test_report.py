@@ -16,14 +16,18 @@ from rostering_pipeline.roster.plan import RosterDiff
 from rostering_pipeline.upload_spec.rejections import Rejection, rejection_frame
 from rostering_pipeline.upload_spec.validate import validate_upload
 from rostering_pipeline.uploads import ArchivedFile, Upload
+from rostering_pipeline_tests.conftest import Pipeline
 from rostering_pipeline_tests.oneroster_uploads import oneroster_day_one, zipped
+from rostering_pipeline_tests.test_apply_invariants import _materialize, _upload
 from rostering_pipeline_tests.uploads import day_one
 
 LEA = "101912"
 HEADER = "student_id,first_name,last_name,birth_date,grade,campus_id"
 
 
-def _report(files: dict[str, str | bytes], decision: str | None = None) -> tuple[str, pl.DataFrame]:
+def _report(
+    files: dict[str, str | bytes], decision: str | None = None, held_by: str | None = None
+) -> tuple[str, pl.DataFrame]:
     raw = {k: v.encode() if isinstance(v, str) else v for k, v in files.items()}
     validated = validate_upload(LEA, raw, date(2026, 9, 1))
     upload = Upload(
@@ -34,7 +38,7 @@ def _report(files: dict[str, str | bytes], decision: str | None = None) -> tuple
         tuple(ArchivedFile(n, len(b), 0, "sha", "path") for n, b in raw.items()),
     )
     decision = decision or ("apply" if validated.accepted else "rejected")
-    plan = RosterDiff(upload.upload_id, LEA, decision, "", None)
+    plan = RosterDiff(upload.upload_id, LEA, decision, "", None, held_by=held_by)
     return render_report(upload, plan, validated.rejections), validated.rejections
 
 
@@ -210,3 +214,86 @@ def test_additions_only_shows_per_kind_how_many_missing_records_were_kept() -> N
     # Complete mode: no such column.
     complete = RosterDiff(upload.upload_id, LEA, "apply", "", None)
     assert "kept (additions-only)" not in render_report(upload, complete, validated.rejections)
+
+
+APPLIED_REST = "the rest of the upload was applied"
+
+
+def _with_a_bad_birth_date(files: dict[str, str]) -> dict[str, str]:
+    files["students.csv"] = files["students.csv"].replace("2016-03-04", "2016-13-04", 1)
+    return files
+
+
+def _only_report(pipeline: Pipeline) -> str:
+    [report] = [t for n, t in pipeline.outbox(LEA).items() if n.startswith("sync_report_")]
+    return report
+
+
+def test_rejected_rows_of_an_applied_upload_say_the_rest_was_applied(pipeline: Pipeline) -> None:
+    pipeline.upload(LEA, _with_a_bad_birth_date(day_one()))
+
+    assert [r.success for r in pipeline.sync()] == [True]
+
+    report = _only_report(pipeline)
+    assert "**Applied, except 2 rejected rows (see What needs fixing)**" in report
+    assert f"Each row below was left out and {APPLIED_REST}." in report
+
+
+def test_rejected_rows_of_a_held_upload_say_nothing_is_applied_yet(pipeline: Pipeline) -> None:
+    pipeline.upload(LEA, _upload(100), day=1)
+    pipeline.sync()
+    pipeline.upload(LEA, _with_a_bad_birth_date(_upload(60)), day=2)
+
+    assert [r.success for r in pipeline.sync()] == [False]  # held by the safeguard
+
+    report = sorted(t for n, t in pipeline.outbox(LEA).items() if n.startswith("sync_report_"))[-1]
+    assert "**Held for review: nothing was applied yet**" in report
+    assert APPLIED_REST not in report
+    assert (
+        "Nothing in this upload is applied until an operator decides on it; if it is applied, "
+        "each row below is left out." in report
+    )
+
+
+def test_rejected_rows_of_an_upload_rejected_as_a_whole_say_nothing_was_applied(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.upload(LEA, _upload(100), day=1)
+    pipeline.sync()
+    pipeline.upload(LEA, _with_a_bad_birth_date(_upload(60)), day=2)
+    pipeline.sync()
+    [(held_id,)] = pipeline.query("select upload_id from ingest.uploads where status = 'held'")
+
+    rejected = _materialize(
+        pipeline,
+        {
+            "ops": {
+                "raw_upload": {"config": {"replay_upload_id": held_id}},
+                "roster_diff": {"config": {"held_upload": "reject"}},
+            }
+        },
+    )
+
+    assert rejected.success
+    report = sorted(t for n, t in pipeline.outbox(LEA).items() if n.startswith("sync_report_"))[-1]
+    assert "**Rejected: nothing was applied**" in report
+    assert "| 2 | birth_date | 2016-13-04 |" in report  # the rows are still listed
+    assert APPLIED_REST not in report
+    assert "Nothing in this upload was applied, these rows included" in report
+
+
+@pytest.mark.parametrize(
+    ("decision", "held_by", "intro"),
+    [
+        ("duplicate", None, "This upload repeats the last one, which left out each row below"),
+        ("superseded", None, "Nothing in this upload was applied, these rows included: a newer"),
+        ("held", "blackout", "Nothing in this upload is applied before the sync blackout ends"),
+    ],
+)
+def test_rejected_rows_are_introduced_by_what_happened_to_the_upload(
+    decision: str, held_by: str | None, intro: str
+) -> None:
+    report, _ = _report(_students("S2,Max,Ortiz,2016-13-01,04,101912001"), decision, held_by)
+
+    assert intro in report
+    assert APPLIED_REST not in report
