@@ -35,6 +35,9 @@ WHAT_NEXT = {
     "again. Your roster stays as it was until then.",
     "held": "An operator will review this upload before it is applied. If the drops are a "
     "mistake (an incomplete export, say), upload corrected files; they replace this upload.",
+    # Rejected with nothing that stops it: an operator rejected it (say, after a hold).
+    "rejected_by_operator": "Your roster stays as it was. Upload all files again once they "
+    "are complete and correct.",
     "duplicate": "Nothing to do.",
     "superseded": "Nothing to do: the newer upload is what your roster shows.",
 }
@@ -105,8 +108,12 @@ def render_report(upload: Upload, plan: RosterDiff, rejections: pl.DataFrame) ->
     ]
     if plan.reason:
         lines.append(f"- Why: {md_text(plan.reason)}")
-    if plan.decision in WHAT_NEXT:
-        lines += ["", WHAT_NEXT[plan.decision]]
+    stopped = not rejections.filter(pl.col("level") == "upload").is_empty()
+    decision = (
+        "rejected_by_operator" if plan.decision == "rejected" and not stopped else plan.decision
+    )
+    if decision in WHAT_NEXT:
+        lines += ["", WHAT_NEXT[decision]]
     lines += ["", "## Changes", ""]
     if plan.decision == "rejected":
         lines.append("None: nothing in this upload was applied.")

@@ -280,6 +280,8 @@ def test_rejected_rows_of_an_upload_rejected_as_a_whole_say_nothing_was_applied(
     assert "| 2 | birth_date | 2016-13-04 |" in report  # the rows are still listed
     assert APPLIED_REST not in report
     assert "Nothing in this upload was applied, these rows included" in report
+    assert "Stops the whole upload" not in report  # nothing did: an operator rejected it
+    assert "Upload all files again once they are complete and correct." in report
 
 
 @pytest.mark.parametrize(
