@@ -14,6 +14,7 @@ import dagster as dg
 from markdown_it import MarkdownIt
 
 from rostering_pipeline.markdown_text import LINK_BREAK
+from rostering_pipeline.upload_spec.rejections import Rejection, capped, rejection_frame
 from rostering_pipeline_tests.conftest import Pipeline
 from rostering_pipeline_tests.test_markdown_text import _as_html_text
 from rostering_pipeline_tests.uploads import day_one
@@ -147,3 +148,48 @@ def test_dagster_markdown_metadata_shows_a_hostile_file_name_as_text(pipeline: P
     html = _html(files.md_str)
     assert set(re.findall(r"<(\w+)", html)) <= {"table", "thead", "tbody", "tr", "th", "td", "code"}
     assert f"<tr>\n<td>{_as_html_text(HOSTILE_FILE)}</td>\n<td>4</td>" in html
+
+
+# --- a huge value -------------------------------------------------------------------------
+
+MEGABYTE = 1_048_576
+
+
+def test_a_huge_value_is_capped_in_the_warehouse_the_report_and_the_csv(
+    pipeline: Pipeline,
+) -> None:
+    files = day_one()
+    files["students.csv"] = files["students.csv"].replace("S2,Max,", f"S2,{'M' * MEGABYTE},")
+    pipeline.upload(LEA, files)
+
+    assert [r.success for r in pipeline.sync()] == [True]
+
+    capped = "M" * 177 + "…(1,048,576 characters)"
+    assert len(capped) == 200
+    assert pipeline.query(
+        "select line, value from quality.rejections where \"column\" = 'first_name'"
+    ) == [(3, capped)]
+    report = _outbox_file(pipeline, "sync_report_")
+    assert f"| 3 | first_name | {capped} |" in report and len(report) < 10_000
+    listed = _outbox_file(pipeline, "rejections_")
+    rows = list(csv.DictReader(io.StringIO(listed, newline="")))
+    assert [r["value"] for r in rows if r["column"] == "first_name"] == [capped]
+    assert len(listed) < 10_000
+
+
+def test_capping_shortens_long_values_and_column_names_only_and_only_once() -> None:
+    long_header = "h" * 300
+    rejections = rejection_frame(
+        [
+            Rejection("students.csv", 1, long_header, "unknown column", long_header, "fix"),
+            Rejection("students.csv", 2, "grade", "rule", "x" * 200, "fix"),
+            Rejection("students.csv", 3, None, "rule", None, "fix"),
+        ]
+    )
+
+    result = capped(rejections)
+
+    shortened = "h" * 183 + "…(300 characters)"
+    assert result["column"].to_list() == [shortened, "grade", None]
+    assert result["value"].to_list() == [shortened, "x" * 200, None]
+    assert capped(result).equals(result)

@@ -217,10 +217,11 @@ def _parse_with_csv_module(name: str, text: str) -> tuple[list[str], pl.DataFram
     return header, frame.with_columns(pl.Series(LINE, lines, dtype=pl.Int64))
 
 
-def _line_text(text: str, line: int, limit: int = 200) -> str:
-    """The physical line as the LEA wrote it, to quote in the rejection."""
+def _line_text(text: str, line: int) -> str:
+    """The physical line as the LEA wrote it, to quote in the rejection (validate_upload caps
+    what a rejection quotes)."""
     found = text.splitlines()[line - 1 : line]
-    return found[0][:limit] if found else ""
+    return found[0] if found else ""
 
 
 def _match_headers(

@@ -9,6 +9,10 @@ import polars as pl
 
 #: `row`: the row is skipped; `upload`: nothing of the upload is applied; `warning`: applied anyway.
 LEVELS = ("row", "upload", "warning")
+#: The longest value (or column name) a rejection quotes: the LEA has the whole row in its own
+#: file, and a megabyte value would otherwise be copied whole into quality.rejections and the
+#: report.
+MAX_QUOTED_CHARS = 200
 
 REJECTION_SCHEMA: dict[str, pl.DataType] = {
     "file": pl.String(),
@@ -50,3 +54,26 @@ class UploadRejected(Exception):
 
 def rejection_frame(rows: Iterable[Rejection] = ()) -> pl.DataFrame:
     return pl.DataFrame([asdict(r) for r in rows], schema=REJECTION_SCHEMA)
+
+
+def capped(rejections: pl.DataFrame) -> pl.DataFrame:
+    """The rejections with every value and column name at most MAX_QUOTED_CHARS characters: a
+    longer one keeps its start and says how long it was ("MMM…(1,048,576 characters)")."""
+    quoted = ("column", "value")
+    too_long = [c for c in quoted if rejections.select(_too_long(c).any()).item()]
+    if not too_long:
+        return rejections
+    return rejections.with_columns(
+        pl.col(c).map_elements(_shortened, return_dtype=pl.String) for c in too_long
+    )
+
+
+def _too_long(column: str) -> pl.Expr:
+    return pl.col(column).str.len_chars() > MAX_QUOTED_CHARS
+
+
+def _shortened(text: str) -> str:
+    if len(text) <= MAX_QUOTED_CHARS:
+        return text
+    length = f"…({len(text):,} characters)"
+    return text[: MAX_QUOTED_CHARS - len(length)] + length

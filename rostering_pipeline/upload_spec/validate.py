@@ -19,7 +19,7 @@ from .formats import ReadOptions, ReadUpload, read_upload
 from .formats.oneroster import DEFAULT_CLASS_TYPES
 from .integrity import CO_TEACHER_IS_TEACHER, REFERENCES, broken_references, co_teacher_is_teacher
 from .reading import LINE
-from .rejections import REJECTION_SCHEMA, rejection_frame
+from .rejections import REJECTION_SCHEMA, capped, rejection_frame
 from .rules import (
     NATIVE,
     NORMAL_GRADE,
@@ -63,11 +63,16 @@ def validate_upload(
     `class_types` are the OneRoster class types that create classes (a per-LEA setting).
     `taken_logins` are the lower-cased logins of other LEAs' staff accounts: a staff row whose
     email is one of them is rejected, so two LEAs never share (or merge) one account.
+    A rejection quotes at most MAX_QUOTED_CHARS characters of a value or column name.
     """
     read = read_upload(files, ReadOptions(lea_id, upload_date, class_types, zip_limits))
     if read.tables is None:
-        return ValidatedUpload(lea_id, {}, read.notes, {}, read.format)
-    return check_tables(lea_id, read, upload_date, taken_logins)
+        validated = ValidatedUpload(lea_id, {}, read.notes, {}, read.format)
+    else:
+        validated = check_tables(lea_id, read, upload_date, taken_logins)
+    # The one place every rejection passes before quality.rejections and the report.
+    validated.rejections = capped(validated.rejections)
+    return validated
 
 
 def check_tables(
