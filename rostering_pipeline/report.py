@@ -195,9 +195,9 @@ def _changes_to_check(plan: RosterDiff) -> list[str]:
         for key, old in updates.select("key", "old_values").rows():
             if {"first_name", "last_name", "birth_date"} <= set(json.loads(old or "{}")):
                 notes.append(
-                    f"student_id {key}: first name, last name and birth date all changed. If "
-                    "the ID was given to another student, the roster now shows the new student "
-                    "under the old student's history: check the ID in your SIS."
+                    f"student_id {md_text(key)}: first name, last name and birth date all "
+                    "changed. If the ID was given to another student, the roster now shows the "
+                    "new student under the old student's history: check the ID in your SIS."
                 )
     staff = plan.entities.get("staff")
     if staff is not None:
@@ -212,7 +212,8 @@ def _changes_to_check(plan: RosterDiff) -> list[str]:
         for email, new_key in sorted(has.items()):
             if email in had and had[email] != new_key:
                 notes.append(
-                    f"staff_id {new_key} now has the email (and login) staff_id {had[email]} "
+                    f"staff_id {md_text(new_key)} now has the email (and login) staff_id "
+                    f"{md_text(had[email])} "
                     "had: the account's sign-in passed between two staff members. Check both "
                     "rows if this was not intended."
                 )

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from rostering_pipeline.report import render_rejections_csv, render_report
-from rostering_pipeline.roster.diff import EntityDiff
+from rostering_pipeline.roster.diff import CHANGE_SCHEMA, EntityDiff
 from rostering_pipeline.roster.plan import RosterDiff
 from rostering_pipeline.upload_spec.rejections import Rejection, rejection_frame
 from rostering_pipeline.upload_spec.validate import validate_upload
@@ -187,7 +187,16 @@ def test_additions_only_shows_per_kind_how_many_missing_records_were_kept() -> N
         tuple(ArchivedFile(n, len(b), 0, "sha", "path") for n, b in files.items()),
     )
     empty = pl.DataFrame()
-    changes = pl.DataFrame({"change": ["add"]})
+    changes = pl.DataFrame(
+        {
+            "key": ["S4"],
+            "change": ["add"],
+            "old_values": [None],
+            "new_values": ["{}"],
+            "source_line": [5],
+        },
+        schema=CHANGE_SCHEMA,
+    )
     plan = RosterDiff(
         upload.upload_id,
         LEA,
