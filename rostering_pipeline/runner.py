@@ -33,6 +33,8 @@ class SyncedRun:
     run_id: str
     success: bool
     seconds: float
+    #: The upload the run took (a replay takes one an earlier run received), when it got that far.
+    upload_id: str | None = None
 
 
 def sync_once(
@@ -80,7 +82,15 @@ def sync_once(
             raise_on_error=False,
         )
         seconds = time.monotonic() - started
-        runs.append(SyncedRun(str(request.partition_key), outcome.run_id, outcome.success, seconds))
+        runs.append(
+            SyncedRun(
+                str(request.partition_key),
+                outcome.run_id,
+                outcome.success,
+                seconds,
+                _upload_of(outcome),
+            )
+        )
         progress(
             f"LEA {request.partition_key}: run {outcome.run_id[:8]} "
             f"{'succeeded' if outcome.success else 'FAILED'} in {seconds:.1f}s"
@@ -137,3 +147,12 @@ def _start_time(pid: int) -> str:
     except OSError:
         return ""
     return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _upload_of(outcome: dg.ExecuteInProcessResult) -> str | None:
+    """The upload_id raw_upload reported, if it materialized (a refused upload does not)."""
+    for event in outcome.get_asset_materialization_events():
+        value = event.materialization.metadata.get("upload_id")
+        if value is not None:
+            return str(value.value)
+    return None

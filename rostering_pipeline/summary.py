@@ -20,7 +20,7 @@ select u.lea_id, u.upload_id, u.status,
         where r.upload_id = u.upload_id and r.level = 'row') as rejected_rows,
     (select count(*) from quality.rejections r where r.upload_id = u.upload_id
         and r.level = 'upload') as upload_faults
-from ingest.uploads u where u.run_id = ?
+from ingest.uploads u where u.upload_id = ? or (? is null and u.run_id = ?)
 """
 HEADER = (
     "lea_id", "status", "students", "staff", "classes", "enrollments", "changes",
@@ -35,7 +35,7 @@ def print_summary(warehouse: Path, runs: list[SyncedRun], say: Callable[[str], N
     rows = []
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         for run in runs:
-            found = conn.execute(QUERY, [run.run_id]).fetchall()
+            found = conn.execute(QUERY, [run.upload_id, run.upload_id, run.run_id]).fetchall()
             for r in found:
                 rows.append((r[0], r[2], *map(str, r[3:]), f"{run.seconds:.1f}"))
             if not found:

@@ -312,6 +312,8 @@ def test_a_sync_killed_mid_apply_is_applied_once_by_the_next_sync_and_reported(
 
     assert again.returncode == 0, again.stderr[-2000:]
     assert "left unfinished by a process that ended: marked failed" in again.stdout + again.stderr
+    summary = again.stdout.splitlines()[-1].split()
+    assert summary[:2] == [LEA, "applied"], again.stdout  # not "run failed": it replayed
     assert [s for _, s in _statuses(pipeline)] == ["applied", "applied"]
     second = _statuses(pipeline)[-1][0]
     assert pipeline.query("select count(*) from roster.changes where upload_id = ?", [second]) == [
