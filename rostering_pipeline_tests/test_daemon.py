@@ -5,8 +5,11 @@ applied exactly once."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +22,7 @@ from rostering_pipeline.failpoints import FAILPOINT_ENV
 from rostering_pipeline.generator import LeaSpec
 from rostering_pipeline.run_launcher import FORKED_TAG, process_alive
 from rostering_pipeline_tests.conftest import Pipeline
-from rostering_pipeline_tests.daemon import Daemon, running_daemon
+from rostering_pipeline_tests.daemon import REPO, Daemon, running_daemon
 from rostering_pipeline_tests.faults import generated_files
 
 pytestmark = pytest.mark.daemon
@@ -186,6 +189,44 @@ def test_killed_run_process_fails_its_run_at_once_and_the_upload_is_applied_agai
     assert "ended with exit code -9 before the run finished" in failure, failure
     assert attempts == 2
     _assert_applied_exactly_once(pipeline, students)
+
+
+def test_a_run_launched_by_hand_waits_for_the_lea_s_sensor_run(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """Launchpad and backfill runs carry no lea_id tag, only the partition's: the one-run-per-
+    LEA limit must hold for them too (issue 16: a Launchpad run and a sensor run of one LEA
+    ran at once and overwrote the LEA's report)."""
+    _put_uploads(pipeline, tmp_path, [lea := _leas(1)[0]])
+    with running_daemon(tmp_path / "dagster_home", _env(pipeline)) as daemon:
+        sensor_run, held = _run_waiting_in_its_first_step(daemon, pipeline)
+        launched = subprocess.run(
+            [str(Path(sys.executable).parent / "dagster"), "job", "launch", "-w",
+             str(REPO / "workspace.yaml"), "-j", "sync_upload", "--tags",
+             json.dumps({"dagster/partition": lea})],
+            env=daemon.env, capture_output=True, text=True, timeout=120, cwd=REPO,
+        )  # fmt: skip
+        assert launched.returncode == 0, launched.stderr[-2000:]
+        by_hand = daemon.wait_for(
+            "the run launched by hand",
+            lambda: next((r for r in daemon.runs() if "lea_id" not in r.tags), None),
+            timeout=30,
+            interval=0.2,
+        )
+        time.sleep(5)  # five dequeue intervals: a free slot would have started it by now
+        waiting = daemon.instance.get_run_by_id(by_hand.run_id).status
+        held.close()
+        daemon.wait_for(
+            "both runs finished",
+            lambda: all(r.is_finished for r in daemon.runs()),
+            timeout=180,
+            interval=1,
+        )
+        records = daemon.instance.get_run_records()
+
+    assert sensor_run.tags["dagster/partition"] == lea
+    assert waiting == dg.DagsterRunStatus.QUEUED
+    assert _most_at_once(records) == 1
 
 
 def test_run_process_that_dies_before_it_starts_fails_its_run_and_loses_no_file(
