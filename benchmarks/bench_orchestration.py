@@ -101,8 +101,8 @@ def direct(root: Path, uploads: dict[str, Path]) -> dict:
     from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
     from rostering_pipeline.ingest import clear_inbox, download_upload, inbox_files
     from rostering_pipeline.lea_settings import LeaSettingsResource
+    from rostering_pipeline.outbox import deliver_report
     from rostering_pipeline.quality import record_rejections
-    from rostering_pipeline.report import deliver_report
     from rostering_pipeline.roster.apply import apply_upload
     from rostering_pipeline.roster.checks import dangling_references, reconcile
     from rostering_pipeline.roster.plan import plan_upload

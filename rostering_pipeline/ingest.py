@@ -11,8 +11,8 @@ from pathlib import Path
 import duckdb
 
 from . import ledger
+from .outbox import deliver_report
 from .quality import record_rejections
-from .report import deliver_report
 from .roster.plan import RosterDiff
 from .sftp import FileTooLarge, RemoteFile, SftpResource
 from .upload_spec.rejections import Rejection, rejection_frame

@@ -41,6 +41,8 @@ class Decision:
     settings: dict = field(default_factory=dict)
     #: `run`: the upload's own run decided; `newer upload <id>`: decided by another's apply.
     by: str = "run"
+    #: Adds, updates and drops per entity the decision applied (none when nothing applied).
+    changes: dict | None = None
 
     def as_json(self) -> dict:
         return {
@@ -105,40 +107,49 @@ def status_of(conn: duckdb.DuckDBPyConnection, upload_id: str) -> tuple | None:
 
 def decide(
     conn: duckdb.DuckDBPyConnection, upload_id: str, decision: Decision, *, again: bool = False
-) -> None:
-    """The upload's decision. A final decision stands; only a replay decided `again` (a
-    backfill after a rule change) may replace an applied or rejected one."""
-    conn.execute(
-        "update ingest.uploads set status = ?, reason = ?, held_by = ?, decided_at = ?"
-        " where upload_id = ? and (? or status not in ('applied', 'rejected', 'duplicate',"
-        " 'superseded'))",
+) -> bool:
+    """The upload's decision; True when it was recorded. A final decision stands (an
+    operator's always): only a replay decided `again` (a backfill after a rule change) may
+    replace an applied or rejected one that no operator made. Every decision recorded joins
+    the upload's history in ingest.decisions."""
+    updated = conn.execute(
+        "update ingest.uploads set status = ?, reason = ?, held_by = ?, operator = ?,"
+        " decided_at = ? where upload_id = ? and ((? and operator is null) or status not in"
+        " ('applied', 'rejected', 'duplicate', 'superseded')) returning lea_id",
         [
             decision.status,
             decision.reason,
             decision.held_by,
+            decision.operator,
             decision.decided_at,
             upload_id,
             again and decision.status in ("applied", "rejected"),
         ],
-    )
+    ).fetchall()
+    _history(conn, upload_id, updated, decision)
+    return bool(updated)
 
 
-def hold(conn: duckdb.DuckDBPyConnection, upload_id: str, decision: Decision) -> None:
+def hold(conn: duckdb.DuckDBPyConnection, upload_id: str, decision: Decision) -> bool:
     """Held by the safeguard: waits for an operator (never over a final decision)."""
-    conn.execute(
+    updated = conn.execute(
         "update ingest.uploads set status = 'held', held_by = ?, reason = ?, decided_at = ?"
-        " where upload_id = ? and status in ('received', 'held')",
+        " where upload_id = ? and status in ('received', 'held') returning lea_id",
         [decision.held_by, decision.reason, decision.decided_at, upload_id],
-    )
+    ).fetchall()
+    _history(conn, upload_id, updated, decision)
+    return bool(updated)
 
 
-def reject_received(conn: duckdb.DuckDBPyConnection, upload_id: str, decision: Decision) -> None:
+def reject_received(conn: duckdb.DuckDBPyConnection, upload_id: str, decision: Decision) -> bool:
     """Rejected before anything was read (refused inbox entries)."""
-    conn.execute(
+    updated = conn.execute(
         "update ingest.uploads set status = 'rejected', reason = ?, decided_at = ?"
-        " where upload_id = ? and status = 'received'",
+        " where upload_id = ? and status = 'received' returning lea_id",
         [decision.reason, decision.decided_at, upload_id],
-    )
+    ).fetchall()
+    _history(conn, upload_id, updated, decision)
+    return bool(updated)
 
 
 def supersede_held(
@@ -146,12 +157,47 @@ def supersede_held(
 ) -> list[tuple[str, str]]:
     """Held uploads of the LEA received before `upload`, which was just applied, are
     superseded by it; returns their (lea_id, upload_id)."""
-    return conn.execute(
-        "update ingest.uploads set status = 'superseded', decided_at = ?,"
-        " reason = 'held, then replaced by the newer upload ' || ?"
+    reason = f"held, then replaced by the newer upload {upload.upload_id}"
+    superseded = conn.execute(
+        "update ingest.uploads set status = 'superseded', decided_at = ?, reason = ?"
         " where lea_id = ? and status = 'held' and received_at < ? returning lea_id, upload_id",
-        [now, upload.upload_id, upload.lea_id, upload.received_at],
+        [now, reason, upload.lea_id, upload.received_at],
     ).fetchall()
+    decision = Decision("superseded", reason, now, by=f"newer upload {upload.upload_id}")
+    for lea_id, upload_id in superseded:
+        _history(conn, upload_id, [(lea_id,)], decision)
+    return superseded
+
+
+def decisions_of(conn: duckdb.DuckDBPyConnection, upload_id: str) -> list[tuple]:
+    """The upload's decisions in order: (status, reason, operator, decided_by, decided_at)."""
+    return conn.execute(
+        "select status, reason, operator, decided_by, decided_at from ingest.decisions"
+        " where upload_id = ? order by decided_at",
+        [upload_id],
+    ).fetchall()
+
+
+def _history(
+    conn: duckdb.DuckDBPyConnection, upload_id: str, updated: list, decision: Decision
+) -> None:
+    if not updated:
+        return
+    conn.execute(
+        "insert into ingest.decisions (upload_id, lea_id, status, reason, held_by, operator,"
+        " decided_by, changes, decided_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            upload_id,
+            updated[0][0],
+            decision.status,
+            decision.reason,
+            decision.held_by,
+            decision.operator,
+            decision.by if decision.operator is None else f"operator ({decision.operator})",
+            None if decision.changes is None else json.dumps(decision.changes),
+            decision.decided_at,
+        ],
+    )
 
 
 def note_failure(conn: duckdb.DuckDBPyConnection, upload_id: str, note: str) -> None:

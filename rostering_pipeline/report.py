@@ -17,10 +17,9 @@ import polars as pl
 from .markdown_text import md_text
 from .roster.diff import WHY
 from .roster.plan import RosterDiff
-from .sftp import SftpResource
 from .upload_spec.files import BY_FILE_NAME, ENTITIES
 from .upload_spec.formats import format_named
-from .uploads import Upload, outbox
+from .uploads import Upload
 
 HEADLINES = {
     "apply": "Applied",
@@ -89,9 +88,16 @@ def rejections_name(upload: Upload) -> str:
     return f"rejections_{upload.upload_time}.csv"
 
 
-def render_report(upload: Upload, plan: RosterDiff, rejections: pl.DataFrame) -> str:
+def render_report(
+    upload: Upload,
+    plan: RosterDiff,
+    rejections: pl.DataFrame,
+    *,
+    rejections_file: str | None = None,
+) -> str:
     """Markdown for the LEA's staff: the outcome, counts per kind of record, then each
     problem with its fix and where it occurs."""
+    csv_name = rejections_file or rejections_name(upload)
     rejected = _rejected_rows(rejections)
     total = sum(rejected.values())
     headline = HEADLINES.get(plan.decision, plan.decision)
@@ -139,13 +145,10 @@ def render_report(upload: Upload, plan: RosterDiff, rejections: pl.DataFrame) ->
             "",
             f"What to do: {md_text(fix)}",
             "",
-            *_places(group, upload),
+            *_places(group, csv_name),
             "",
         ]
-    lines.append(
-        f"Every problem is also listed, one row each, in `{rejections_name(upload)}` "
-        "beside this report."
-    )
+    lines.append(f"Every problem is also listed, one row each, in `{csv_name}` beside this report.")
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -281,7 +284,7 @@ def _grouped(
     return sorted(keyed, key=place)
 
 
-def _places(group: pl.DataFrame, upload: Upload) -> list[str]:
+def _places(group: pl.DataFrame, csv_name: str) -> list[str]:
     shown = group.sort("line", nulls_last=True).head(LISTED_PER_PROBLEM)
     if shown["line"].is_null().all() and shown["value"].is_null().all():
         return []
@@ -291,7 +294,7 @@ def _places(group: pl.DataFrame, upload: Upload) -> list[str]:
         out.append(f"| {line} | {md_text(row['column'])} | {md_text(row['value'])} |")
     more = group.height - shown.height
     if more > 0:
-        out += ["", f"… and {more} more: see `{rejections_name(upload)}`."]
+        out += ["", f"… and {more} more: see `{csv_name}`."]
     return out
 
 
@@ -313,15 +316,3 @@ def render_rejections_csv(rejections: pl.DataFrame) -> bytes:
         for c in texts
     )
     return shown.write_csv(quote_style="non_numeric").encode("utf-8")
-
-
-def deliver_report(
-    sftp: SftpResource, upload: Upload, plan: RosterDiff, rejections: pl.DataFrame
-) -> list[str]:
-    """Write the report and the rejections CSV to the LEA's outbox; returns their paths."""
-    report_path = f"{outbox(upload.lea_id)}/{report_name(upload)}"
-    csv_path = f"{outbox(upload.lea_id)}/{rejections_name(upload)}"
-    with sftp.connected():
-        sftp.write_bytes(report_path, render_report(upload, plan, rejections).encode("utf-8"))
-        sftp.write_bytes(csv_path, render_rejections_csv(rejections))
-    return [report_path, csv_path]

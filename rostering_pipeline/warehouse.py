@@ -38,6 +38,18 @@ create table if not exists ingest.uploads (
     run_id varchar
 );
 alter table ingest.uploads add column if not exists held_by varchar;
+alter table ingest.uploads add column if not exists operator varchar;
+create table if not exists ingest.decisions (
+    upload_id varchar not null,
+    lea_id varchar not null,
+    status varchar not null,
+    reason varchar,
+    held_by varchar,
+    operator varchar,
+    decided_by varchar not null,
+    changes json,
+    decided_at timestamptz not null
+);
 create table if not exists quality.rejections (
     upload_id varchar not null,
     lea_id varchar not null,

@@ -74,8 +74,11 @@ class Pipeline:
         complete, so the pass runs with the clock at noon UTC of the latest upload's day
         (time moving on from there, and never back before the previous sync ended, as a real
         clock would not): "day 2" is received on day 2."""
-        if self.day is None:
-            return sync_once(self.defs(), self.instance, cursor_path=self.cursor)
+        if self.day is None:  # nothing uploaded yet: the real clock, which later syncs follow
+            try:
+                return sync_once(self.defs(), self.instance, cursor_path=self.cursor)
+            finally:
+                self.clock = time.time()
         start = max(DAY_ONE + (self.day - 1) * DAY, self.clock + 1)
         with time_machine.travel(start, tick=True):
             try:

@@ -22,7 +22,8 @@ A, B = "101912", "227901"
 #: a row was processed (registered_at, run_id, recorded_at) are the rebuild's own.
 TABLES = {
     "ingest.uploads": "upload_id, lea_id, received_at, source_key, fingerprint, files::varchar,"
-    " status, reason, held_by, decided_at",
+    " status, reason, held_by, operator, decided_at",
+    "ingest.decisions": "*",
     "quality.rejections": 'upload_id, lea_id, file, line, "column", rule, value, fix, level',
     "roster.campuses": "*",
     "roster.staff": "*",
@@ -91,7 +92,9 @@ def test_rebuild_from_the_archive_gives_back_the_lost_warehouse(pipeline: Pipeli
         "applied", "applied", "applied", "applied", "applied", "applied", "applied",
     ]  # fmt: skip
     assert pipeline.query(
-        "select staff_id, status, deactivated_at is null from roster.accounts where lea_id = ?", [B]
+        "select staff_id, status, deactivated_at is null from roster.accounts where lea_id = ?"
+        " order by 1",
+        [B],
     ) == [("T1", "active", True), ("T2", "active", True)]
     assert pipeline.query(
         "select count(*) from roster.changes where entity = 'students' and change = 'drop'"

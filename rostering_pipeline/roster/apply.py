@@ -54,8 +54,10 @@ def apply_upload(
             planned.held_by,
             operator=None if planned.held_upload == "hold" else planned.held_upload,
             settings=planned.settings.model_dump(mode="json"),
+            changes=planned.counts() if status == "applied" else None,
         )
-        ledger.decide(conn, upload.upload_id, planned.recorded, again=planned.reapplied)
+        if not ledger.decide(conn, upload.upload_id, planned.recorded, again=planned.reapplied):
+            planned.recorded = None  # an earlier decision stands: nothing new to record
         if status == "applied":
             planned.superseded = ledger.supersede_held(conn, upload, now)
         conn.execute("commit")

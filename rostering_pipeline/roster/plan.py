@@ -61,7 +61,7 @@ def plan_upload(
     """
     today = today or datetime.now(UTC).date()
     status = conn.execute(
-        "select status, reason, held_by from ingest.uploads where upload_id = ?",
+        "select status, reason, held_by, operator from ingest.uploads where upload_id = ?",
         [upload.upload_id],
     ).fetchone()
     last = last_applied_upload(conn, upload.lea_id)
@@ -80,10 +80,12 @@ def plan_upload(
             reapplied=again,
         )
 
+    # An operator's decision is final for that upload: a replay never decides it again.
     again = bool(
         reapply
         and status
         and status[0] in ("applied", "rejected")
+        and status[3] is None
         and (last is None or upload.received_at >= last[1])
     )
     if status and status[0] in FINAL_STATUSES and not again:

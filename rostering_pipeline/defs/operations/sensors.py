@@ -8,12 +8,11 @@ from dagster_shared.error import SerializableErrorInfo
 from rostering_pipeline import ledger
 from rostering_pipeline.defs.jobs import sync_upload_job
 from rostering_pipeline.ingest import find_upload
-from rostering_pipeline.lea_notices import failure_report
 from rostering_pipeline.notify import Notifier
-from rostering_pipeline.report import report_name
+from rostering_pipeline.outbox import deliver_failure_notice
 from rostering_pipeline.settings import IngestSettings
 from rostering_pipeline.sftp import SftpResource
-from rostering_pipeline.uploads import Upload, outbox
+from rostering_pipeline.uploads import Upload
 from rostering_pipeline.warehouse import WarehouseResource
 
 SOURCE_KEY_TAGS = ("rostering/source_key", "dagster/run_key")
@@ -41,16 +40,13 @@ def sync_run_failure_sensor(
         if e.event_specific_data and e.event_specific_data.error
     ]
     summary = "; ".join(steps) or (context.failure_event.message or "run failed")[:300]
-    upload, held = None, False
+    upload, status = None, None
     try:
         with warehouse.model_copy(update={"lock_timeout_seconds": 30}).connect() as conn:
             upload = _upload_of(conn, run, ingest_settings)
             if upload is not None:
-                status = conn.execute(
-                    "select status from ingest.uploads where upload_id = ?", [upload.upload_id]
-                ).fetchone()
-                held = bool(status and status[0] == "held")
-            if upload is not None and not held:
+                status = (ledger.status_of(conn, upload.upload_id) or ("received",))[0]
+            if status == "received":
                 ledger.note_failure(
                     conn,
                     upload.upload_id,
@@ -58,15 +54,18 @@ def sync_run_failure_sensor(
                 )
     except duckdb.Error as error:
         context.log.warning(f"could not record the failure of run {run.run_id}: {error}")
-    if upload is not None and not held:
+    # Only an upload still waiting to be decided gets a notice: a held or decided one has its
+    # report already, and the LEA is never told otherwise afterwards.
+    if upload is not None and status == "received":
         try:
-            sftp.write_bytes(
-                f"{outbox(lea_id)}/{report_name(upload)}",
-                failure_report(upload, run.run_id).encode("utf-8"),
-            )
+            deliver_failure_notice(sftp, upload, run.run_id)
         except Exception as error:  # the SFTP server may be what failed
-            context.log.warning(f"could not write the failure report for LEA {lea_id}: {error}")
-    subject = f"LEA {lea_id}: upload held for review" if held else f"LEA {lea_id}: sync run failed"
+            context.log.warning(f"could not write the failure notice for LEA {lea_id}: {error}")
+    subject = {
+        "received": f"LEA {lea_id}: sync run failed",
+        "held": f"LEA {lea_id}: upload held for review",
+        None: f"LEA {lea_id}: sync run failed before the upload was recorded",
+    }.get(status, f"LEA {lea_id}: a run failed after the upload was decided ({status})")
     notifier.notify(
         subject,
         f"run {run.run_id}, upload {upload.upload_id if upload else 'not yet recorded'}: {summary}",

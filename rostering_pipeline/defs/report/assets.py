@@ -2,8 +2,8 @@ import dagster as dg
 import polars as pl
 
 from rostering_pipeline.defs.partitions import lea_partitions
+from rostering_pipeline.outbox import deliver_report
 from rostering_pipeline.quality import rule_counts
-from rostering_pipeline.report import deliver_report
 from rostering_pipeline.roster.plan import RosterDiff
 from rostering_pipeline.sftp import SftpResource
 from rostering_pipeline.uploads import Upload

@@ -10,7 +10,7 @@ from rostering_pipeline import ledger
 from rostering_pipeline.defs.partitions import lea_partitions
 from rostering_pipeline.lea_settings import LeaSettingsResource
 from rostering_pipeline.markdown_text import md_text
-from rostering_pipeline.report import deliver_report
+from rostering_pipeline.outbox import deliver_report
 from rostering_pipeline.roster.apply import apply_upload
 from rostering_pipeline.roster.checks import dangling_references, key_sample, reconcile
 from rostering_pipeline.roster.plan import RosterDiff, plan_upload
