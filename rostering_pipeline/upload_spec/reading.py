@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import threading
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -170,8 +171,25 @@ def _header(first_line: bytes) -> list[str] | None:
         return None
 
 
+_FIELD_LIMIT_LOCK = threading.Lock()
+
+
+def _allow_fields_as_long_as(text: str) -> None:
+    """Let the csv module read a field as long as the whole file.
+
+    Its default limit (128 KB) would refuse a valid file with one long value as a quoting
+    fault. No field is longer than its file, and a file is at most ROSTERING_MAX_FILE_BYTES
+    (it is refused before download otherwise), so this bounds nothing that matters. The
+    limit is process-wide: only ever raised, under a lock, so a parse in another thread never
+    sees it lowered."""
+    with _FIELD_LIMIT_LOCK:
+        if csv.field_size_limit() <= len(text):
+            csv.field_size_limit(len(text) + 1)
+
+
 def _parse_with_csv_module(name: str, text: str) -> tuple[list[str], pl.DataFrame]:
     """The reference reading, and the exact place of any fault in the file's structure."""
+    _allow_fields_as_long_as(text)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows: list[list[str]] = []
     lines: list[int] = []
