@@ -5,8 +5,10 @@ read exactly or refused with one message that says what the file is and how to f
 
 from __future__ import annotations
 
+import pytest
+
 from rostering_pipeline_tests.conftest import Pipeline
-from rostering_pipeline_tests.uploads import day_one
+from rostering_pipeline_tests.uploads import STUDENTS, day_one
 
 LEA = "101912"
 CONTROL = "value contains a control character"
@@ -44,3 +46,28 @@ def test_a_field_over_128_kb_beside_a_bare_carriage_return_is_read(pipeline: Pip
         ("S2",),
         ("S3",),
     ]
+
+
+@pytest.mark.parametrize(
+    ("data", "rule"),
+    [
+        (STUDENTS.encode("utf-16-le"), "file is UTF-16 text without a byte order mark"),
+        (STUDENTS.encode("utf-16-be"), "file is UTF-16 text without a byte order mark"),
+        (STUDENTS.replace(",", ";").encode(), "values are separated by semicolons, not commas"),
+        (STUDENTS.replace(",", "\t").encode(), "values are separated by tabs, not commas"),
+    ],
+    ids=["UTF-16 LE", "UTF-16 BE", "semicolons", "tabs"],
+)
+def test_a_file_in_another_encoding_or_delimiter_is_named_once(
+    pipeline: Pipeline, data: bytes, rule: str
+) -> None:
+    files: dict[str, str | bytes] = {**day_one(), "students.csv": data}
+    pipeline.upload(LEA, files)
+
+    assert [r.success for r in pipeline.sync()] == [True]
+
+    assert pipeline.query("select status from ingest.uploads") == [("rejected",)]
+    [(file, line, found, _, fix)] = _upload_faults(pipeline)
+    assert (file, line, found) == ("students.csv", 1, rule)
+    assert "CSV" in fix and "comma" in fix and "UTF-8" in fix
+    assert rule in _report(pipeline)

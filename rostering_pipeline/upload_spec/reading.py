@@ -24,6 +24,13 @@ UTF8_BOM = b"\xef\xbb\xbf"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 WORKBOOK_MAGIC = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
 EXPORT_AGAIN = "Export the file again as CSV in UTF-8."
+EXPORT_AS_CSV = (
+    "Export the file again as CSV: comma separated, in UTF-8 (in Excel: Save As, "
+    "'CSV UTF-8 (Comma delimited)')."
+)
+#: Separators a spreadsheet or SIS writes instead of commas (a European locale's CSV, a
+#: "text" or "Unicode text" export), and how the LEA knows them.
+OTHER_SEPARATORS = {b";": "semicolons", b"\t": "tabs", b"|": "vertical bars (|)"}
 
 
 @dataclass
@@ -59,18 +66,52 @@ def read_csv_text(name: str, data: bytes) -> tuple[list[str], pl.DataFrame]:
         )
     if data.startswith(UTF16_BOMS):
         raise _fault(
-            name, 1, None, "file is UTF-16 text, not UTF-8 or Windows-1252", None, EXPORT_AGAIN
+            name, 1, None, "file is UTF-16 text, not UTF-8 or Windows-1252", None, EXPORT_AS_CSV
+        )
+    if _utf16_without_bom(data):
+        raise _fault(
+            name, 1, None, "file is UTF-16 text without a byte order mark", None, EXPORT_AS_CSV
         )
     data = data.removeprefix(UTF8_BOM)
     if not data or data.isspace():
         raise _fault(
             name, 1, None, "file is empty", None, "Export the file again with its header row."
         )
+    _refuse_other_separators(name, data)
     header, frame = _parse(name, _one_final_line_break(data))
     values = [c for c in frame.columns if c != LINE]
     frame = frame.with_columns(pl.col(values).str.strip_chars().replace("", None))
     frame = frame.filter(pl.any_horizontal(pl.col(values).is_not_null()))
     return header, frame
+
+
+def _utf16_without_bom(data: bytes) -> bool:
+    """A NUL at (nearly) every other byte: text such as a header row in UTF-16, little- or
+    big-endian. UTF-8 allows NULs, so without this the file would be read as a header of odd
+    names and refused for every required column instead."""
+    sample = data[:4096]
+    if len(sample) < 4:
+        return False
+    return any(half.count(0) > 0.7 * len(half) for half in (sample[1::2], sample[0::2]))
+
+
+def _refuse_other_separators(name: str, data: bytes) -> None:
+    """A header row without a comma but with semicolons, tabs or bars is another export than
+    CSV: one message saying so, rather than a missing column for every column."""
+    first = re.split(rb"[\r\n]", data[:65536], maxsplit=1)[0]
+    if b"," in first:
+        return
+    counts = {sep: first.count(sep) for sep in OTHER_SEPARATORS}
+    separator = max(counts, key=lambda sep: counts[sep])
+    if counts[separator]:
+        raise _fault(
+            name,
+            1,
+            None,
+            f"values are separated by {OTHER_SEPARATORS[separator]}, not commas",
+            first[:200].decode("utf-8", "replace"),
+            EXPORT_AS_CSV,
+        )
 
 
 def _one_final_line_break(data: bytes) -> bytes:
