@@ -27,8 +27,10 @@ from .rules import (
     REQUIRED,
     Dialect,
     derived_columns,
+    may_hold_control_characters,
     rules_for,
     schema_for,
+    without_control_characters,
 )
 
 PAIRS = ("enrollments", "co_teachers")
@@ -69,7 +71,10 @@ def validate_upload(
     if read.tables is None:
         validated = ValidatedUpload(lea_id, {}, read.notes, {}, read.format)
     else:
-        validated = check_tables(lea_id, read, upload_date, taken_logins)
+        control = any(may_hold_control_characters(data) for data in files.values())
+        validated = check_tables(
+            lea_id, read, upload_date, taken_logins, control_characters=control
+        )
     # The one place every rejection passes before quality.rejections and the report.
     validated.rejections = capped(validated.rejections)
     return validated
@@ -80,11 +85,14 @@ def check_tables(
     read: ReadUpload,
     upload_date: date,
     taken_logins: frozenset[str] = frozenset(),
+    *,
+    control_characters: bool = True,
 ) -> ValidatedUpload:
     """Row rules, then the other-LEA campus check, then every cross-file reference.
 
     Every rejected row's key is kept (`rejected_keys`): a rejected row is never read as a
-    drop, and a row that refers to it is told so, with its line."""
+    drop, and a row that refers to it is told so, with its line. `control_characters` False
+    says the upload's bytes hold none, so no value is searched for one."""
     raw = read.tables
     assert raw is not None
     rejections: list[pl.DataFrame] = []
@@ -94,7 +102,9 @@ def check_tables(
     for spec in UPLOAD_FILES:
         frame = raw[spec.entity].with_columns(**derived_columns(spec))
         mapped = by_format.filter(pl.col("entity") == spec.entity)
-        bad = _row_rule_failures(lea_id, spec, frame, upload_date, taken_logins, read.dialect)
+        bad = _row_rule_failures(
+            lea_id, spec, frame, upload_date, taken_logins, read.dialect, control_characters
+        )
         # A row the format rejected for a column is told that once, not again by the rules.
         bad = bad.join(
             mapped.select(pl.col(LINE).alias("line"), pl.col("native_column").alias("column")),
@@ -158,11 +168,17 @@ def _row_rule_failures(
     upload_date: date,
     taken_logins: frozenset[str] = frozenset(),
     dialect: Dialect = NATIVE,
+    control_characters: bool = True,
 ) -> pl.DataFrame:
     """Every row rule of the file in one pandera pass; failures become rejections in bulk."""
-    rules = rules_for(spec, upload_date, taken_logins, dialect)
+    rules = rules_for(
+        spec, upload_date, taken_logins, dialect, control_characters=control_characters
+    )
+    schema = schema_for(
+        spec, upload_date, taken_logins, dialect, control_characters=control_characters
+    )
     try:
-        schema_for(spec, upload_date, taken_logins, dialect).validate(frame, lazy=True)
+        schema.validate(frame, lazy=True)
         return rejection_frame()
     except pa.errors.SchemaErrors as errors:
         cases = errors.failure_cases.filter(pl.col("index").is_not_null())
@@ -173,7 +189,7 @@ def _row_rule_failures(
         }
     ).unique("check", keep="first")
     required = pl.col("check") == "not_nullable"
-    value = pl.col("failure_case").cast(pl.String)
+    value = without_control_characters(pl.col("failure_case").cast(pl.String))
     return (
         cases.join(fixes, on="check", how="left")
         .select(
