@@ -13,7 +13,7 @@ import pytest
 from rostering_pipeline.upload_spec.rules import may_hold_control_characters
 from rostering_pipeline.upload_spec.validate import validate_upload
 from rostering_pipeline_tests.conftest import Pipeline
-from rostering_pipeline_tests.oneroster_uploads import oneroster_day_one
+from rostering_pipeline_tests.oneroster_uploads import oneroster_day_one, zipped
 from rostering_pipeline_tests.uploads import STUDENTS, day_one
 
 LEA = "101912"
@@ -28,6 +28,53 @@ def _upload_faults(pipeline: Pipeline) -> list[tuple]:
 
 def _report(pipeline: Pipeline) -> str:
     return next(t for n, t in pipeline.outbox(LEA).items() if n.startswith("sync_report_"))
+
+
+@pytest.mark.parametrize("other", ["Students.csv", "STUDENTS.CSV", " students.csv"])
+def test_two_files_for_one_table_reject_the_upload_naming_both(
+    pipeline: Pipeline, other: str
+) -> None:
+    files: dict[str, str | bytes] = {**day_one(), other: STUDENTS.replace("S3,", "S9,")}
+    pipeline.upload(LEA, files)
+
+    assert [r.success for r in pipeline.sync()] == [True]
+
+    assert pipeline.query("select status from ingest.uploads") == [("rejected",)]
+    [(file, line, rule, value, fix)] = _upload_faults(pipeline)
+    assert rule == "the upload holds more than one file for one table"
+    assert other in value and "students.csv" in value and other in file
+    assert "Send one file per table" in fix
+    assert pipeline.query("select count(*) from roster.students") == [(0,)]
+    assert "Rejected: nothing was applied" in _report(pipeline)
+
+
+def test_two_oneroster_files_for_one_table_reject_the_upload(pipeline: Pipeline) -> None:
+    files: dict[str, str | bytes] = {**oneroster_day_one()}
+    files["Users.csv"] = files["users.csv"]
+    pipeline.upload(LEA, files)
+
+    assert [r.success for r in pipeline.sync()] == [True]
+
+    assert pipeline.query("select status from ingest.uploads") == [("rejected",)]
+    faults = _upload_faults(pipeline)
+    assert [(f[2], f[3]) for f in faults] == [
+        ("the upload holds more than one file for one table", "Users.csv, users.csv")
+    ]
+    assert "Send one file per table" in faults[0][4]
+
+
+def test_two_members_of_a_zip_for_one_table_reject_the_upload(pipeline: Pipeline) -> None:
+    files: dict[str, str | bytes] = {**oneroster_day_one()}
+    files["export/USERS.CSV"] = files["users.csv"]
+    pipeline.upload(LEA, {"oneroster.zip": zipped(files)})
+
+    assert [r.success for r in pipeline.sync()] == [True]
+
+    assert pipeline.query("select status from ingest.uploads") == [("rejected",)]
+    [(file, _, rule, value, fix)] = _upload_faults(pipeline)
+    assert (file, rule) == ("oneroster.zip", "the .zip holds two files of the same name")
+    assert value == "users.csv, export/USERS.CSV"
+    assert "Send one file per table" in fix
 
 
 def test_control_characters_inside_values_reject_the_row(pipeline: Pipeline) -> None:

@@ -57,9 +57,10 @@ def read_zip(name: str, data: bytes, limits: ZipLimits) -> dict[str, bytes]:
     if declared > limits.max_total_bytes:
         raise _fault(name, _too_big(limits), f"{declared:,} bytes", _SPLIT)
     files: dict[str, bytes] = {}
+    member_of: dict[str, str] = {}  # lower-case basename → the member read under it
     total = 0
     for member in members:
-        base = PurePosixPath(member.filename.replace("\\", "/")).name
+        base = _basename(member.filename)
         if base.lower().endswith(".zip"):
             raise _fault(
                 name, "the .zip contains another .zip", member.filename, "Put the CSV files "
@@ -70,12 +71,14 @@ def read_zip(name: str, data: bytes, limits: ZipLimits) -> dict[str, bytes]:
                 name, "the .zip is password-protected", member.filename, "Zip the files "
                 "without a password; the SFTP connection already encrypts them."
             )  # fmt: skip
-        if base.lower() in (n.lower() for n in files):
+        earlier = member_of.get(base.lower())
+        if earlier is not None:
             raise _fault(
                 name,
                 "the .zip holds two files of the same name",
-                base,
-                "Keep one copy of each file in the .zip.",
+                f"{earlier}, {member.filename}",
+                "Send one file per table: names are matched ignoring capitals and folders, "
+                "so these are the same table. Keep one of them in the .zip.",
             )
         content = _inflate(name, archive, member, limits.max_total_bytes - total)
         if content.startswith(ZIP_MAGIC) and not base.lower().endswith(".xlsx"):
@@ -87,7 +90,12 @@ def read_zip(name: str, data: bytes, limits: ZipLimits) -> dict[str, bytes]:
             )
         total += len(content)
         files[base] = content
+        member_of[base.lower()] = member.filename
     return files
+
+
+def _basename(member_name: str) -> str:
+    return PurePosixPath(member_name.replace("\\", "/")).name
 
 
 def _inflate(name: str, archive: zipfile.ZipFile, member: zipfile.ZipInfo, budget: int) -> bytes:

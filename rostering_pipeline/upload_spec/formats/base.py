@@ -18,7 +18,7 @@ import polars as pl
 
 from ..archive import DEFAULT_LIMITS, ZipLimits
 from ..reading import LINE
-from ..rejections import REJECTION_SCHEMA, rejection_frame
+from ..rejections import REJECTION_SCHEMA, Rejection, rejection_frame
 from ..rules import NATIVE, Dialect
 
 #: A row the format itself rejected while mapping: `entity` and `_line` say which native row
@@ -32,6 +32,22 @@ FORMAT_REJECTION_SCHEMA: dict[str, pl.DataType] = {
 
 def format_rejections(rows: list[dict] | None = None) -> pl.DataFrame:
     return pl.DataFrame(rows or [], schema=FORMAT_REJECTION_SCHEMA)
+
+
+def more_than_one_file(names: list[str]) -> Rejection:
+    """Two files that are one table to the reader (`Students.csv` and `students.csv`): which
+    one the LEA meant cannot be known, so neither is read and the upload is refused."""
+    shown = ", ".join(sorted(names))
+    return Rejection(
+        shown,
+        None,
+        None,
+        "the upload holds more than one file for one table",
+        shown,
+        "Send one file per table: file names are matched ignoring capitals and surrounding "
+        f"spaces, so {shown} are the same table. Keep one of them and upload again.",
+        "upload",
+    )
 
 
 @dataclass(frozen=True)

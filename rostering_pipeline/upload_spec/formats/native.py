@@ -10,7 +10,7 @@ import polars as pl
 from ..files import BY_FILE_NAME, ENTITIES, UPLOAD_FILES, UploadFile
 from ..reading import LINE, read_upload_file
 from ..rejections import Rejection, UploadRejected, rejection_frame
-from .base import ReadOptions, ReadUpload
+from .base import ReadOptions, ReadUpload, more_than_one_file
 
 WORKBOOK_SUFFIXES = (".xlsx", ".xls", ".xlsm", ".ods", ".numbers")
 
@@ -29,13 +29,17 @@ class NativeFormat:
         raw: dict[str, pl.DataFrame] = {}
         rejections: list[pl.DataFrame] = [rejection_frame(notes)]
         for spec in UPLOAD_FILES:
-            if spec.file_name not in found:
+            matches = found.get(spec.file_name, [])
+            if len(matches) > 1:
+                rejections.append(rejection_frame([more_than_one_file([n for n, _ in matches])]))
+                continue
+            if not matches:
                 if spec.required:
                     rejections.append(rejection_frame([_missing_file(spec, files)]))
                 else:
                     raw[spec.entity] = empty_table(spec)
                 continue
-            name, data = found[spec.file_name]
+            [(name, data)] = matches
             try:
                 read = read_upload_file(spec, data, display_name=name)
             except UploadRejected as rejected:
@@ -53,14 +57,15 @@ def empty_table(spec: UploadFile) -> pl.DataFrame:
 
 def _match_files(
     files: Mapping[str, bytes],
-) -> tuple[dict[str, tuple[str, bytes]], list[Rejection]]:
-    """Spec file names match case-insensitively; other files are reported and ignored."""
-    found: dict[str, tuple[str, bytes]] = {}
+) -> tuple[dict[str, list[tuple[str, bytes]]], list[Rejection]]:
+    """Spec file names match case-insensitively (so one table may be matched by several
+    files); other files are reported and ignored."""
+    found: dict[str, list[tuple[str, bytes]]] = {}
     notes: list[Rejection] = []
     for name, data in sorted(files.items()):
         spec = BY_FILE_NAME.get(name.strip().lower())
         if spec is not None:
-            found[spec.file_name] = (name, data)
+            found.setdefault(spec.file_name, []).append((name, data))
             continue
         fix = "This file is not part of the upload format and was ignored."
         if name.lower().endswith(WORKBOOK_SUFFIXES):

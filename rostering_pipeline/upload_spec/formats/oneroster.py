@@ -21,7 +21,7 @@ from ..files import UploadFile
 from ..reading import read_upload_file
 from ..rejections import Rejection, UploadRejected, rejection_frame
 from ..rules import ONEROSTER
-from .base import ReadOptions, ReadUpload
+from .base import ReadOptions, ReadUpload, more_than_one_file
 from .oneroster_sources import name_sources
 from .oneroster_tables import STATE_ID_METADATA, to_native
 
@@ -151,6 +151,14 @@ def _read(files: dict[str, bytes], notes: list[Rejection]) -> dict[str, pl.DataF
     """Each used file read as text; every fault of the set is collected before refusing it.
     A set of another OneRoster version is refused for that alone."""
     by_base = {_base(n): n for n in files}
+    read_bases = {spec.file_name.lower() for spec in (MANIFEST, *USED)}
+    twice = [
+        more_than_one_file(names)
+        for base in sorted(read_bases)
+        if len(names := [n for n in files if _base(n) == base]) > 1
+    ]
+    if twice:
+        raise UploadRejected(twice)
     if MANIFEST.file_name not in by_base:
         raise _fault(
             MANIFEST.file_name, None, "manifest.csv is missing: the set's version and files "
