@@ -19,7 +19,7 @@ import logging
 import os
 import posixpath
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -218,6 +218,22 @@ class _WriteDenyingSftp(_FaultInjectingSftp):
         return super().remove(path)
 
 
+class _OpenWatchingSftp(_WriteDenyingSftp):
+    """Adds the ``before_open`` and ``after_open`` hooks: a test's callback, given the path
+    the client asked for (``/101912/inbox/students.csv``), when a file is opened for reading,
+    so the test can do what an LEA might at that moment (delete or rewrite the file). Called
+    on the server's thread, before the file is opened and once it is open."""
+
+    def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
+        reading = bool(pflags & asyncssh.FXF_READ)
+        if reading and self._owner.before_open is not None:
+            self._owner.before_open(os.fsdecode(path))
+        opened = super().open(path, pflags, attrs)
+        if reading and self._owner.after_open is not None:
+            self._owner.after_open(os.fsdecode(path))
+        return opened
+
+
 class EmbeddedSftpServer:
     """A loopback SFTP server serving ``root`` as ``/``, running in a daemon thread.
 
@@ -261,6 +277,10 @@ class EmbeddedSftpServer:
         self.deny_writes: set[str] = set(deny_writes or ())
         #: Server paths (``/101912/inbox/students.csv``) no file under which may be read.
         self.deny_reads: set[str] = set(deny_reads or ())
+        #: Called with the path when a file is about to be, or has just been, opened for
+        #: reading (see ``_OpenWatchingSftp``).
+        self.before_open: Callable[[str], None] | None = None
+        self.after_open: Callable[[str], None] | None = None
         self._cut_lock = threading.Lock()
         self._host_key: asyncssh.SSHKey = (
             asyncssh.read_private_key(host_key_path)
@@ -389,7 +409,7 @@ class EmbeddedSftpServer:
         root = self.root
 
         def sftp_factory(chan: asyncssh.SSHServerChannel) -> asyncssh.SFTPServer:
-            return _WriteDenyingSftp(chan, root, self)
+            return _OpenWatchingSftp(chan, root, self)
 
         return await asyncssh.listen(
             self._host,

@@ -123,8 +123,16 @@ def _archive(
     fd, tmp_name = tempfile.mkstemp(dir=staging)
     os.close(fd)
     tmp = Path(tmp_name)
+    changed = UploadNotReady(
+        f"LEA {lea_id}: {visible_name(remote.name)} changed or disappeared in inbox/ while it "
+        "was being downloaded. Nothing was read; the sensor picks the upload up again once "
+        "its files stop changing."
+    )
     try:
-        after = sftp.download(f"{inbox(lea_id)}/{remote.name}", tmp, max_file_bytes)
+        try:
+            after = sftp.download(f"{inbox(lea_id)}/{remote.name}", tmp, max_file_bytes)
+        except FileNotFoundError:  # the LEA deleted (or renamed) it after the listing
+            raise changed from None
         size = tmp.stat().st_size
         if (after.size, after.mtime, after.kind, size) != (
             remote.size,
@@ -132,11 +140,7 @@ def _archive(
             "file",
             remote.size,
         ):
-            raise UploadNotReady(
-                f"LEA {lea_id}: {visible_name(remote.name)} changed while it was being "
-                "downloaded. Nothing was read; the sensor picks the upload up again once the "
-                "file stops changing."
-            )
+            raise changed
         digest = _sha256(tmp)
         target = archive_path(archive_root, lea_id, digest)
         private_dir(archive_root, *target.parent.relative_to(archive_root).parts)

@@ -248,7 +248,8 @@ class SftpResource(dg.ConfigurableResource):
 
         A dropped connection starts the file again from the first byte into a fresh local
         file, so a partial transfer is never what the caller gets. More than `max_bytes`
-        stops the transfer: a file that grows without end cannot fill the archive's disk."""
+        stops the transfer: a file that grows without end cannot fill the archive's disk.
+        FileNotFoundError: the remote file is gone (deleted before or while it was read)."""
 
         def fetch() -> RemoteFile:
             with self.session() as sftp:

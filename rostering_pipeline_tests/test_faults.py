@@ -438,3 +438,45 @@ def test_unreadable_inbox_file_fails_the_run_naming_it_and_nothing_is_read(
 
     assert retried.success
     assert pipeline.query("select status from ingest.uploads") == [("applied",)]
+
+
+@pytest.mark.parametrize("moment", ["before_open", "after_open"])
+def test_file_deleted_by_the_lea_mid_download_ends_the_run_cleanly_and_is_picked_up_again(
+    pipeline: Pipeline, sftp_server: EmbeddedSftpServer, moment: str
+) -> None:
+    """The LEA deletes students.csv after the run listed the inbox: as the download opens it
+    (the open fails), or while it is being read (the check after the transfer fails)."""
+    pipeline.upload(LEA, day_one())
+    [request] = sensor_requests(pipeline).run_requests
+    students = pipeline.sftp_root / LEA / "inbox" / "students.csv"
+
+    def lea_deletes_students_csv(path: str) -> None:
+        if path == f"/{LEA}/inbox/students.csv":
+            students.unlink(missing_ok=True)
+
+    setattr(sftp_server, moment, lea_deletes_students_csv)
+
+    result = execute(pipeline, request)
+
+    assert result.success  # the LEA changing its inbox is not a fault of the pipeline
+    assert not result.asset_materializations_for_node("raw_upload")
+    warnings = [
+        e.message for e in pipeline.instance.all_logs(result.run_id) if e.level == logging.WARNING
+    ]
+    assert any(
+        f"LEA {LEA}: students.csv changed or disappeared" in w and "picks the upload up again" in w
+        for w in warnings
+    ), warnings
+    assert not pipeline.warehouse.exists() or pipeline.query(
+        "select count(*) from ingest.uploads"
+    ) == [(0,)]
+    assert_archive_whole(Path(pipeline.env["ROSTERING_ARCHIVE"]))  # nothing left half-way
+    assert pipeline.inbox(LEA) == sorted([*(set(day_one()) - {"students.csv"}), "ready"])
+
+    setattr(sftp_server, moment, None)
+    pipeline.upload(LEA, {"students.csv": day_one()["students.csv"]}, day=2)  # sent again
+    [settled] = pipeline.sync()
+
+    assert settled.success
+    assert pipeline.query("select status from ingest.uploads") == [("applied",)]
+    assert _roster_size(pipeline) == 3
