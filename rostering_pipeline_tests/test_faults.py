@@ -480,3 +480,29 @@ def test_file_deleted_by_the_lea_mid_download_ends_the_run_cleanly_and_is_picked
     assert settled.success
     assert pipeline.query("select status from ingest.uploads") == [("applied",)]
     assert _roster_size(pipeline) == 3
+
+
+def test_an_upload_put_back_exactly_after_a_run_ended_unread_is_requested_again(
+    pipeline: Pipeline, sftp_server: EmbeddedSftpServer
+) -> None:
+    """A client that keeps timestamps (WinSCP, `sftp put -p`) sends the deleted file again
+    with its old size and mtime: the listing is the one the first run ended unread on, and
+    it must get a run of its own (under a new run key, which the daemon would launch)."""
+    pipeline.upload(LEA, day_one())
+    [request] = sensor_requests(pipeline).run_requests
+    students = pipeline.sftp_root / LEA / "inbox" / "students.csv"
+    sftp_server.before_open = lambda path: (
+        students.unlink() if path.endswith("/students.csv") else None
+    )
+    assert execute(pipeline, request).success
+    sftp_server.before_open = None
+    pipeline.upload(LEA, {"students.csv": day_one()["students.csv"]})  # same bytes and mtime
+
+    [again] = sensor_requests(pipeline).run_requests
+
+    assert again.tags == request.tags  # the same upload…
+    assert again.run_key != request.run_key  # …requested again
+    [settled] = pipeline.sync()
+    assert settled.success
+    assert pipeline.query("select status from ingest.uploads") == [("applied",)]
+    assert _roster_size(pipeline) == 3

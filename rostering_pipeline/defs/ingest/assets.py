@@ -7,6 +7,7 @@ import dagster as dg
 from rostering_pipeline import ledger
 from rostering_pipeline.defs.partitions import lea_partitions
 from rostering_pipeline.ingest import (
+    UNREAD_TAG,
     UploadNotReady,
     clear_inbox,
     download_upload,
@@ -76,6 +77,7 @@ def raw_upload(
         # The LEA is still writing: not a fault. The changed listing is a new upload to the
         # sensor, which requests it once it is complete; this run reads and applies nothing.
         context.log.warning(str(error))
+        context.instance.add_run_tags(context.run.run_id, {UNREAD_TAG: "true"})
         return
     except SftpError as error:
         raise _needs_operator(lea_id, error) from None

@@ -7,6 +7,7 @@ import duckdb
 
 from rostering_pipeline.defs.jobs import sync_upload_job
 from rostering_pipeline.defs.partitions import lea_partitions
+from rostering_pipeline.ingest import UNREAD_TAG
 from rostering_pipeline.settings import IngestSettings, env_number
 from rostering_pipeline.sftp import SftpResource
 from rostering_pipeline.uploads import CompleteUpload, scan_inboxes
@@ -129,16 +130,28 @@ def failed_attempts(
 
 
 def _failed_runs(records: list[dg.RunRecord], failed_after: datetime | None) -> int | None:
-    """failed_attempts over one upload's run records, newest first."""
-    if any(r.dagster_run.status != dg.DagsterRunStatus.FAILURE for r in records):
+    """failed_attempts over one upload's run records, newest first.
+
+    A run that ended without reading the upload (its files changed under it: UNREAD_TAG)
+    did not take it: it counts as an attempt (the next run key) but not as a failure, and
+    is bounded the same way (a server whose listing never matches what it sends would
+    otherwise start a run at every tick)."""
+    failures = sum(r.dagster_run.status == dg.DagsterRunStatus.FAILURE for r in records)
+    unread = sum(map(_ended_unread, records))
+    if failures + unread < len(records):
         return None
-    if len(records) > MAX_AUTOMATIC_RETRIES:
+    if failures > MAX_AUTOMATIC_RETRIES or unread > MAX_AUTOMATIC_RETRIES:
         return None
     if failed_after is not None and records:
         ended = records[0].end_time or records[0].update_timestamp.timestamp()
         if ended < failed_after.timestamp():
             return None
     return len(records)
+
+
+def _ended_unread(record: dg.RunRecord) -> bool:
+    run = record.dagster_run
+    return run.status == dg.DagsterRunStatus.SUCCESS and run.tags.get(UNREAD_TAG) == "true"
 
 
 def _run_key(base: str, attempt: int) -> str:
