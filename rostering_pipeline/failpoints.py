@@ -1,11 +1,14 @@
 """Named places where a test can make the process fail, to prove a crash loses nothing.
 
 `ROSTERING_FAILPOINT=apply.mid:kill` ends the process abruptly (as a power cut would) when
-the apply reaches that point; `:raise` raises instead. Unset in every real deployment.
+the apply reaches that point; `:raise` raises instead, and `:enospc` raises the OSError of a
+full disk (for a point where the pipeline writes a local file). Unset in every real
+deployment.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 
 FAILPOINT_ENV = "ROSTERING_FAILPOINT"
@@ -24,4 +27,6 @@ def failpoint(name: str) -> None:
         return
     if action == "kill":
         os._exit(137)
+    if action == "enospc":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     raise FailpointReached(f"failpoint {name} reached")

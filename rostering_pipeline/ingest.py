@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -14,7 +18,7 @@ from . import ledger
 from .outbox import deliver_report
 from .quality import record_rejections
 from .roster.plan import RosterDiff
-from .sftp import FileTooLarge, RemoteFile, SftpResource
+from .sftp import FileTooLarge, LocalWriteFailed, RemoteFile, SftpResource
 from .upload_spec.rejections import Rejection, rejection_frame
 from .uploads import (
     ArchivedFile,
@@ -118,6 +122,12 @@ def reject_refused_upload(
     deliver_report(sftp, upload, plan, rejections)
 
 
+class ArchiveUnwritable(Exception):
+    """The archive's disk refused a write (full, read-only, no permission): the operators'
+    to fix, not the LEA's or the SFTP server's. Nothing of the upload is lost: it was not
+    recorded and its files stay in the inbox."""
+
+
 def _archive(
     sftp: SftpResource,
     archive_root: Path,
@@ -125,9 +135,10 @@ def _archive(
     remote: RemoteFile,
     max_file_bytes: int | None = None,
 ) -> ArchivedFile:
-    staging = private_dir(archive_root, ".incoming")
-    fd, tmp_name = tempfile.mkstemp(dir=staging)
-    os.close(fd)
+    with _writing_archive(archive_root, lea_id, remote.name):
+        staging = private_dir(archive_root, ".incoming")
+        fd, tmp_name = tempfile.mkstemp(dir=staging)
+        os.close(fd)
     tmp = Path(tmp_name)
     changed = UploadNotReady(
         f"LEA {lea_id}: {visible_name(remote.name)} changed or disappeared in inbox/ while it "
@@ -139,22 +150,65 @@ def _archive(
             after = sftp.download(f"{inbox(lea_id)}/{remote.name}", tmp, max_file_bytes)
         except FileNotFoundError:  # the LEA deleted (or renamed) it after the listing
             raise changed from None
-        size = tmp.stat().st_size
-        if (after.size, after.mtime, after.kind, size) != (
-            remote.size,
-            remote.mtime,
-            "file",
-            remote.size,
-        ):
-            raise changed
-        digest = _sha256(tmp)
-        target = archive_path(archive_root, lea_id, digest)
-        private_dir(archive_root, *target.parent.relative_to(archive_root).parts)
-        tmp.chmod(0o400)
-        os.replace(tmp, target)
+        except LocalWriteFailed as failed:
+            raise _archive_fault(
+                archive_root, lea_id, remote.name, failed.error, failed.path
+            ) from None
+        with _writing_archive(archive_root, lea_id, remote.name):
+            size = tmp.stat().st_size
+            if (after.size, after.mtime, after.kind, size) != (
+                remote.size,
+                remote.mtime,
+                "file",
+                remote.size,
+            ):
+                raise changed
+            digest = _sha256(tmp)
+            target = archive_path(archive_root, lea_id, digest)
+            private_dir(archive_root, *target.parent.relative_to(archive_root).parts)
+            tmp.chmod(0o400)
+            os.replace(tmp, target)
         return ArchivedFile(remote.name, remote.size, remote.mtime, digest, str(target))
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def _writing_archive(archive_root: Path, lea_id: str, name: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as error:
+        raise _archive_fault(archive_root, lea_id, name, error) from None
+
+
+def _archive_fault(
+    archive_root: Path, lea_id: str, name: str, error: OSError, path: Path | None = None
+) -> ArchiveUnwritable:
+    """What an operator needs: which archive, what the disk said, its free space, the fix."""
+    try:
+        free = f"{shutil.disk_usage(archive_root).free:,} bytes free on that disk"
+    except OSError:
+        free = "its free space could not be read"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = (
+            "Free space on the archive's disk (or raise the pipeline user's quota), or point "
+            "ROSTERING_ARCHIVE at a disk with room"
+        )
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = (
+            "Give the pipeline's user write access to the archive (on a disk that is not "
+            "read-only), or point ROSTERING_ARCHIVE at a folder it can write"
+        )
+    else:
+        fix = "Check the archive's disk (the system log says more)"
+    written = path or error.filename
+    where = f", writing {written}" if written else ""
+    return ArchiveUnwritable(
+        f"LEA {lea_id}: could not write {visible_name(name)} to the archive at {archive_root}"
+        f"{where}: {error.strerror or error}; {free}. {fix}. Nothing was lost: the upload "
+        "was not recorded and stays in the LEA's inbox; it is taken again when the run is "
+        "retried or re-executed."
+    )
 
 
 def private_dir(root: Path, *parts: str) -> Path:

@@ -21,6 +21,8 @@ import paramiko
 from paramiko.sftp import CMD_CLOSE, CMD_NAME, CMD_OPENDIR, CMD_READDIR
 from pydantic import Field, PrivateAttr
 
+from .failpoints import failpoint
+
 log = logging.getLogger(__name__)
 LEA_FOLDER = re.compile(r"^\d{6}$")
 T = TypeVar("T")
@@ -33,6 +35,45 @@ class SftpError(Exception):
 
 class FileTooLarge(SftpError):
     """A file grew past the size limit while it was being downloaded."""
+
+
+class LocalWriteFailed(Exception):
+    """Writing the local copy of a download failed (a full disk, say): a problem of the local
+    disk, which no SFTP retry mends and no SFTP message should be blamed for."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        super().__init__(f"could not write {path}: {error.strerror or error}")
+        self.path = path
+        self.error = error
+
+
+class _LocalCopy:
+    """The local end of a download, whose every OSError (opening, writing, the flush on
+    closing) is raised as LocalWriteFailed, apart from the server's errors."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with self._local():
+            self._file = path.open("wb")
+
+    @contextmanager
+    def _local(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as error:
+            raise LocalWriteFailed(self.path, error) from error
+
+    def write(self, chunk: bytes) -> None:
+        with self._local():
+            failpoint("download.write")
+            self._file.write(chunk)
+
+    def __enter__(self) -> _LocalCopy:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._local():
+            self._file.close()
 
 
 @dataclass(frozen=True)
@@ -249,11 +290,12 @@ class SftpResource(dg.ConfigurableResource):
         A dropped connection starts the file again from the first byte into a fresh local
         file, so a partial transfer is never what the caller gets. More than `max_bytes`
         stops the transfer: a file that grows without end cannot fill the archive's disk.
-        FileNotFoundError: the remote file is gone (deleted before or while it was read)."""
+        FileNotFoundError: the remote file is gone (deleted before or while it was read);
+        LocalWriteFailed: `local_path` could not be written (a full disk), never retried."""
 
         def fetch() -> RemoteFile:
             with self.session() as sftp:
-                with sftp.open(remote_path, "rb") as remote, local_path.open("wb") as out:
+                with sftp.open(remote_path, "rb") as remote, _LocalCopy(local_path) as out:
                     size = remote.stat().st_size or 0
                     if max_bytes is not None and size > max_bytes:
                         raise FileTooLarge(f"{remote_path} is {size:,} bytes, over {max_bytes:,}")

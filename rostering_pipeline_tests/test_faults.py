@@ -14,6 +14,7 @@ import asyncssh
 import pytest
 
 from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
+from rostering_pipeline.failpoints import FAILPOINT_ENV
 from rostering_pipeline.generator import LeaSpec
 from rostering_pipeline.sftp import SftpError
 from rostering_pipeline_tests.conftest import Pipeline
@@ -506,3 +507,34 @@ def test_an_upload_put_back_exactly_after_a_run_ended_unread_is_requested_again(
     assert settled.success
     assert pipeline.query("select status from ingest.uploads") == [("applied",)]
     assert _roster_size(pipeline) == 3
+
+
+def test_a_full_archive_disk_fails_the_run_as_the_archives_problem_not_sftps(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The archive's disk is full (ENOSPC on the write of a downloaded file): the run says
+    so, with the path, the free space and what to do, and nothing is retried over SFTP."""
+    pipeline.upload(LEA, day_one())
+    monkeypatch.setenv(FAILPOINT_ENV, "download.write:enospc")
+
+    with caplog.at_level(logging.WARNING, logger="rostering_pipeline.sftp"):
+        [failed] = pipeline.sync()
+
+    assert not failed.success
+    message = failure_messages(pipeline, failed.run_id)
+    archive = Path(pipeline.env["ROSTERING_ARCHIVE"])
+    assert f"LEA {LEA}: could not write " in message
+    assert f"to the archive at {archive}, writing {archive}/.incoming/" in message
+    assert "No space left on device" in message and "bytes free" in message
+    assert "Free space on the archive's disk" in message
+    assert "SFTP" not in message and "server" not in message
+    assert not any("retrying" in r.getMessage() for r in caplog.records)  # not SFTP's fault
+    assert pipeline.query("select count(*) from ingest.uploads") == [(0,)]
+    assert_archive_whole(archive)  # nothing half-written left behind
+    assert pipeline.inbox(LEA) == sorted([*day_one(), "ready"])
+
+    monkeypatch.delenv(FAILPOINT_ENV)
+    [retried] = pipeline.sync()  # the disk has room again: the sensor's retry applies it
+
+    assert retried.success
+    assert pipeline.query("select status from ingest.uploads") == [("applied",)]

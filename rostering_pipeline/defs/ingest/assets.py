@@ -8,6 +8,7 @@ from rostering_pipeline import ledger
 from rostering_pipeline.defs.partitions import lea_partitions
 from rostering_pipeline.ingest import (
     UNREAD_TAG,
+    ArchiveUnwritable,
     UploadNotReady,
     clear_inbox,
     download_upload,
@@ -81,6 +82,12 @@ def raw_upload(
         return
     except SftpError as error:
         raise _needs_operator(lea_id, error) from None
+    except ArchiveUnwritable as error:
+        raise dg.Failure(
+            str(error),
+            allow_retries=False,
+            metadata={"lea_id": lea_id, "archive": ingest_settings.archive_root},
+        ) from None
     context.log.info(
         f"LEA {lea_id}: upload {upload.upload_id} with {len(upload.files)} files"
         + (f", {len(upload.refused)} refused: upload rejected" if upload.refused else "")
