@@ -125,7 +125,7 @@ def direct(root: Path, uploads: dict[str, Path]) -> dict:
         try:
             sftp = plain_sftp(env)
             started = time.monotonic()
-            complete, _ = scan_inboxes(sftp.list_inboxes(), {}, time.time(), 120)
+            complete, _ = scan_inboxes(sftp.list_inboxes().inboxes, {}, time.time(), 120)
             listing = time.monotonic() - started
             for item in complete:
                 t = time.monotonic()
@@ -279,7 +279,7 @@ def sensor_listing(n: int) -> dict:
                 times = []
                 for _ in range(3):
                     t = time.monotonic()
-                    inboxes = sftp.list_inboxes()
+                    inboxes = sftp.list_inboxes().inboxes
                     times.append(time.monotonic() - t)
             finally:
                 for k, v in saved.items():

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import dagster as dg
 import paramiko
@@ -35,6 +35,39 @@ class SftpError(Exception):
 
 class FileTooLarge(SftpError):
     """A file grew past the size limit while it was being downloaded."""
+
+
+class NotARealFolder(SftpError):
+    """A folder the pipeline reads or writes (an LEA's folder, inbox/, processed/…,
+    outbox/) is a symbolic link, or not a folder at all. A link is never followed: it could
+    lead to another LEA's files, or put this LEA's files or report somewhere else."""
+
+    def __init__(self, path: str, kind: str, target: str | None = None, mtime: int = 0) -> None:
+        self.path, self.kind, self.target, self.mtime = path, kind, target, mtime
+        if kind == "link":
+            what = f"is a symbolic link{f' to {target}' if target else ''}, not a folder"
+            fix = (
+                "An operator must replace the link with a real folder: remove the link on the "
+                f"SFTP server and create the folder {path} in its place"
+            )
+        else:
+            what = "is not a folder"
+            fix = f"An operator must replace it with a real folder {path} on the SFTP server"
+        super().__init__(
+            f"{path} {what}. The pipeline never follows a link, nor uses anything but a real "
+            "folder, in an LEA's folders (a link could lead to another LEA's files, or put "
+            "this LEA's files elsewhere), so it stopped there: nothing is taken from, moved "
+            f"to or written into it. {fix}; the LEA's uploads then sync as usual."
+        )
+
+
+@dataclass(frozen=True)
+class InboxListing:
+    """Every LEA's inbox as one sensor tick sees it; `refused` holds the LEAs whose folder
+    or inbox/ is not a real folder (a link), which were not listed."""
+
+    inboxes: dict[str, list[RemoteFile]]
+    refused: dict[str, NotARealFolder]
 
 
 class LocalWriteFailed(Exception):
@@ -251,16 +284,25 @@ class SftpResource(dg.ConfigurableResource):
         with self.session() as sftp:
             return _lea_folders(sftp)
 
-    def list_inboxes(self) -> dict[str, list[RemoteFile]]:
+    def list_inboxes(self) -> InboxListing:
         """Every LEA folder's inbox in one connection (the sensor's whole tick).
 
         An inbox the pipeline may not read is skipped with a warning rather than stopping
-        every other LEA's sync."""
+        every other LEA's sync. An LEA folder or inbox/ that is a link is not listed (its
+        listing would be another folder's) but returned in `refused`."""
         with self.session() as sftp:
-            inboxes = {}
-            for lea_id in _lea_folders(sftp):
+            inboxes, refused = {}, {}
+            for entry in _entries(sftp, "/"):
+                lea_id = entry.name
+                if not LEA_FOLDER.match(lea_id) or entry.kind not in ("dir", "link"):
+                    continue
                 try:
+                    if entry.kind == "link":
+                        _refuse(sftp, f"/{lea_id}", "link", entry.mtime)
+                    _real_folder(sftp, f"/{lea_id}/inbox")
                     inboxes[lea_id] = _entries(sftp, f"/{lea_id}/inbox")
+                except NotARealFolder as error:
+                    refused[lea_id] = error
                 except FileNotFoundError:
                     continue
                 except PermissionError:
@@ -270,11 +312,36 @@ class SftpResource(dg.ConfigurableResource):
                         lea_id,
                         lea_id,
                     )
-            return inboxes
+            return InboxListing(inboxes, refused)
+
+    def check_folders(self, paths: list[str]) -> None:
+        """Each folder of these paths that exists, and every folder above it, is a real
+        folder, never a link: NotARealFolder otherwise. A run checks all of an LEA's folders
+        before it reads anything, so a link stops it before any file is read."""
+
+        def check() -> None:
+            with self.session() as sftp:
+                checked: set[str] = set()  # /A is above all of A's folders: looked at once
+                for path in paths:
+                    current = ""
+                    for part in [p for p in path.split("/") if p]:
+                        current += "/" + part
+                        if current in checked:
+                            continue
+                        try:
+                            _real_folder(sftp, current)
+                        except FileNotFoundError:
+                            break  # made (and checked again) when first written to
+                        checked.add(current)
+
+        self._retry(
+            check, what=f"check {', '.join(paths)}", access=f"read access to {', '.join(paths)}"
+        )
 
     def list_dir(self, path: str) -> list[RemoteFile]:
         def listing() -> list[RemoteFile]:
             with self.session() as sftp:
+                _real_folders(sftp, path)
                 return _entries(sftp, path)
 
         return self._retry(listing, what=f"list {path}", access=f"read access to {path}/")
@@ -291,10 +358,14 @@ class SftpResource(dg.ConfigurableResource):
         file, so a partial transfer is never what the caller gets. More than `max_bytes`
         stops the transfer: a file that grows without end cannot fill the archive's disk.
         FileNotFoundError: the remote file is gone (deleted before or while it was read);
-        LocalWriteFailed: `local_path` could not be written (a full disk), never retried."""
+        LocalWriteFailed: `local_path` could not be written (a full disk), never retried;
+        NotARealFolder: a folder of `remote_path` is a link, before or after the transfer."""
+
+        folder = posixpath.dirname(remote_path)
 
         def fetch() -> RemoteFile:
             with self.session() as sftp:
+                _real_folders(sftp, folder)
                 with sftp.open(remote_path, "rb") as remote, _LocalCopy(local_path) as out:
                     size = remote.stat().st_size or 0
                     if max_bytes is not None and size > max_bytes:
@@ -309,6 +380,7 @@ class SftpResource(dg.ConfigurableResource):
                             )
                         out.write(chunk)
                 attrs = sftp.lstat(remote_path)
+                _real_folders(sftp, folder)  # and still was, once the file had been read
                 return RemoteFile(
                     posixpath.basename(remote_path),
                     attrs.st_size or 0,
@@ -321,11 +393,12 @@ class SftpResource(dg.ConfigurableResource):
         )
 
     def write_bytes(self, remote_path: str, data: bytes) -> None:
-        """Write a file atomically: to a temporary name, then renamed into place."""
+        """Write a file atomically: to a temporary name, then renamed into place. Missing
+        folders are created; a folder on the way that is a link is refused."""
 
         def put() -> None:
             with self.session() as sftp:
-                _makedirs(sftp, posixpath.dirname(remote_path))
+                _real_folders(sftp, posixpath.dirname(remote_path), create=True)
                 partial = remote_path + ".partial"
                 sftp.putfo(io.BytesIO(data), partial, confirm=True)
                 sftp.posix_rename(partial, remote_path)
@@ -341,7 +414,8 @@ class SftpResource(dg.ConfigurableResource):
 
         def move() -> None:
             with self.session() as sftp:
-                _makedirs(sftp, target_dir)
+                _real_folders(sftp, source_dir)
+                _real_folders(sftp, target_dir, create=True)
                 for name in names:
                     try:
                         sftp.posix_rename(f"{source_dir}/{name}", f"{target_dir}/{name}")
@@ -431,12 +505,40 @@ def _listdir_raw(
     return found
 
 
-def _makedirs(sftp: paramiko.SFTPClient, path: str) -> None:
-    parts = [p for p in path.split("/") if p]
+def _real_folders(sftp: paramiko.SFTPClient, path: str, *, create: bool = False) -> None:
+    """Every folder of `path`, from the top down, is a real folder: each is lstat-ed, so a
+    link anywhere on the way raises NotARealFolder instead of being followed by the server.
+    A missing folder raises FileNotFoundError, or is made when `create`.
+
+    A server resolves links inside a path by itself and SFTP has no way to forbid it, so
+    this is checked right before each use (and again after a download); no client can close
+    the moment between the check and the use: see the README."""
     current = ""
-    for part in parts:
+    for part in [p for p in path.split("/") if p]:
         current += "/" + part
         try:
-            sftp.stat(current)
+            _real_folder(sftp, current)
         except FileNotFoundError:
+            if not create:
+                raise
             sftp.mkdir(current)
+
+
+def _real_folder(sftp: paramiko.SFTPClient, path: str) -> None:
+    attrs = sftp.lstat(path)
+    kind = _kind(attrs.st_mode or 0)
+    if kind != "dir":
+        _refuse(sftp, path, kind, int(attrs.st_mtime or 0))
+
+
+def _refuse(sftp: paramiko.SFTPClient, path: str, kind: str, mtime: int) -> NoReturn:
+    target = None
+    if kind == "link":
+        try:
+            target = "".join(
+                c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                for c in sftp.readlink(path) or ""
+            )[:200]
+        except OSError:
+            target = None  # where it points is a detail; that it is a link is what matters
+    raise NotARealFolder(path, kind, target, mtime)

@@ -235,6 +235,11 @@ def processed(lea_id: str, upload_id: str) -> str:
     return posixpath.join("/", lea_id, "processed", upload_id)
 
 
+def lea_folders(lea_id: str) -> list[str]:
+    """The folders of an LEA the pipeline reads or writes (the LEA's own folder above them)."""
+    return [inbox(lea_id), posixpath.join("/", lea_id, "processed"), outbox(lea_id)]
+
+
 @dataclass(frozen=True)
 class CompleteUpload:
     lea_id: str

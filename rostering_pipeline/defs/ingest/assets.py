@@ -18,8 +18,8 @@ from rostering_pipeline.ingest import (
 )
 from rostering_pipeline.markdown_text import md_text
 from rostering_pipeline.settings import IngestSettings
-from rostering_pipeline.sftp import RemoteFile, SftpError, SftpResource
-from rostering_pipeline.uploads import Upload, source_key
+from rostering_pipeline.sftp import NotARealFolder, RemoteFile, SftpError, SftpResource
+from rostering_pipeline.uploads import Upload, lea_folders, source_key
 from rostering_pipeline.warehouse import WarehouseResource
 
 
@@ -39,6 +39,9 @@ class RawUploadConfig(dg.Config):
     upload_key: str | None = None
     received_at: str | None = None  # ISO 8601, set by the sensor
     replay_upload_id: str | None = None
+    #: Set by the sensor when one of the LEA's folders was a link (it lists no such inbox):
+    #: the run fails naming it, or does nothing if a real folder has replaced it since.
+    refused_folder: str | None = None
 
 
 @dg.asset(
@@ -62,6 +65,15 @@ def raw_upload(
     lea_id = context.partition_key
     try:
         with sftp.connected():  # one SSH connection for the listing, files and moves
+            # A link in place of any of the LEA's folders stops the run before anything is
+            # read (each use checks again: the moves, the report).
+            sftp.check_folders(lea_folders(lea_id))
+            if config.refused_folder is not None:
+                context.log.info(
+                    f"LEA {lea_id}: {config.refused_folder} is a real folder again; the next "
+                    "upload syncs as usual"
+                )
+                return
             upload = _receive(lea_id, config, sftp, warehouse, ingest_settings)
             archive_root = Path(ingest_settings.archive_root)
             with warehouse.connect() as conn:
@@ -116,7 +128,10 @@ def _needs_operator(lea_id: str, error: SftpError) -> dg.Failure:
     """A wrong key, login or permission does not heal by retrying the step at once (the
     resource already retried transient faults): fail with what to fix. The sensor requests
     the upload again on a later tick, when the fix may be in."""
-    return dg.Failure(f"LEA {lea_id}: {error}", allow_retries=False, metadata={"lea_id": lea_id})
+    metadata = {"lea_id": lea_id}
+    if isinstance(error, NotARealFolder):
+        metadata["folder"] = error.path
+    return dg.Failure(f"LEA {lea_id}: {error}", allow_retries=False, metadata=metadata)
 
 
 def _receive(

@@ -9,7 +9,7 @@ from rostering_pipeline.defs.jobs import sync_upload_job
 from rostering_pipeline.defs.partitions import lea_partitions
 from rostering_pipeline.ingest import UNREAD_TAG
 from rostering_pipeline.settings import IngestSettings, env_number
-from rostering_pipeline.sftp import SftpResource
+from rostering_pipeline.sftp import NotARealFolder, SftpResource
 from rostering_pipeline.uploads import CompleteUpload, scan_inboxes
 from rostering_pipeline.warehouse import WarehouseResource
 
@@ -51,12 +51,12 @@ def lea_inbox_sensor(
     upload's arrival (its inbox listing: names, sizes, server mtimes) and the attempt."""
     pending, arrivals = _read_cursor(context.cursor)
     tick_started = time.time()
-    inboxes = sftp.list_inboxes()
+    listing = sftp.list_inboxes()
     complete, pending = scan_inboxes(
-        inboxes, pending, time.time(), ingest_settings.quiet_period_seconds
+        listing.inboxes, pending, time.time(), ingest_settings.quiet_period_seconds
     )
     known = set(context.instance.get_dynamic_partitions(lea_partitions.name))
-    new_leas = sorted({u.lea_id for u in complete} - known)
+    new_leas = sorted(({u.lea_id for u in complete} | set(listing.refused)) - known)
     keys = [u.source_key for u in complete] + [a["upload_key"] for a in arrivals.values()]
     runs_of = _runs_by_upload(context.instance, keys)
     arrivals = {
@@ -71,6 +71,7 @@ def lea_inbox_sensor(
             )
         )
     ]
+    runs += [_refused_folder_request(lea_id, e) for lea_id, e in sorted(listing.refused.items())]
     runs += _recovery_requests(context, warehouse, {a["upload_key"] for a in arrivals.values()})
     return dg.SensorResult(
         run_requests=runs,
@@ -109,6 +110,7 @@ def _arrival(
     came_back = bool(
         runs
         and runs[0].dagster_run.status == dg.DagsterRunStatus.SUCCESS
+        and not _ended_unread(runs[0])  # that run moved nothing: see _failed_runs
         and (runs[0].end_time or tick_started) < tick_started
     )
     if not came_back:
@@ -195,6 +197,17 @@ def _inbox_request(
             }
         },
         tags={"lea_id": upload.lea_id, UPLOAD_KEY_TAG: arrival["upload_key"]},
+    )
+
+
+def _refused_folder_request(lea_id: str, refused: NotARealFolder) -> dg.RunRequest:
+    """A run that fails naming the LEA's folder that is a link (what the operators see, and
+    are notified of); one per link (its run key names the link and its mtime)."""
+    return dg.RunRequest(
+        run_key=f"{lea_id}-not-a-folder-{refused.path.replace('/', '_')}-{refused.mtime}",
+        partition_key=lea_id,
+        run_config={"ops": {"raw_upload": {"config": {"refused_folder": refused.path}}}},
+        tags={"lea_id": lea_id},
     )
 
 

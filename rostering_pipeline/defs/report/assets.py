@@ -5,7 +5,7 @@ from rostering_pipeline.defs.partitions import lea_partitions
 from rostering_pipeline.outbox import deliver_report
 from rostering_pipeline.quality import rule_counts
 from rostering_pipeline.roster.plan import RosterDiff
-from rostering_pipeline.sftp import SftpResource
+from rostering_pipeline.sftp import SftpError, SftpResource
 from rostering_pipeline.uploads import Upload
 
 
@@ -28,7 +28,12 @@ def sync_report(
     upload_rejections: pl.DataFrame,
 ) -> dg.MaterializeResult:
     """The sync report and rejections CSV the LEA finds in its outbox/ after every upload."""
-    paths = deliver_report(sftp, raw_upload, applied_roster, upload_rejections)
+    try:
+        paths = deliver_report(sftp, raw_upload, applied_roster, upload_rejections)
+    except SftpError as error:  # a permission, or a link in place of the outbox
+        raise dg.Failure(
+            f"LEA {raw_upload.lea_id}: {error}", metadata={"lea_id": raw_upload.lea_id}
+        ) from error
     context.log.info(f"LEA {raw_upload.lea_id}: report written to {paths[0]}")
     return dg.MaterializeResult(
         metadata={
