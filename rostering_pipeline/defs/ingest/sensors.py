@@ -39,7 +39,8 @@ TICK_SECONDS = int(env_number("SENSOR_INTERVAL_SECONDS", 3, minimum=1))
     description="Lists every LEA's SFTP inbox; when an upload is complete (a `ready` file, "
     "or no change for the quiet period) requests one sync run for it, registering the LEA "
     "as a partition the first time. An upload whose runs all failed (a crash, a restart) "
-    f"is requested again, at most {MAX_AUTOMATIC_RETRIES} times.",
+    f"is requested again, at most {MAX_AUTOMATIC_RETRIES} times. An LEA folder or inbox "
+    "that is a symbolic link is never listed: one run per link fails, naming it.",
 )
 def lea_inbox_sensor(
     context: dg.SensorEvaluationContext,
