@@ -12,17 +12,11 @@ import pytest
 
 from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
 from rostering_pipeline_tests.conftest import Pipeline
+from rostering_pipeline_tests.test_apply_invariants import _materialize as _run
 from rostering_pipeline_tests.test_apply_invariants import _upload
 from rostering_pipeline_tests.test_run_failure import _run_failure_sensor
 
 LEA = "101912"
-
-
-def _run(pipeline: Pipeline, config: dict) -> dg.ExecuteInProcessResult:
-    job = pipeline.defs().resolve_job_def("sync_upload")
-    return job.execute_in_process(
-        run_config=config, instance=pipeline.instance, partition_key=LEA, raise_on_error=False
-    )
 
 
 def _held(pipeline: Pipeline) -> str:
