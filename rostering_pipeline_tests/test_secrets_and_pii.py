@@ -146,12 +146,14 @@ def test_archive_and_warehouse_are_owner_only(secret_pipeline: Pipeline) -> None
 
     archive = Path(pipeline.env["ROSTERING_ARCHIVE"])
     folders = [archive, *(p for p in archive.rglob("*") if p.is_dir())]
-    files = [p for p in archive.rglob("*") if p.is_file()]
-    assert len(files) == len(day_one())
+    files = [p for p in archive.rglob("*") if p.is_file() and p.parent.name != "manifests"]
+    manifests = list(archive.glob("*/manifests/*"))
+    assert len(files) == len(day_one()) and len(manifests) == 1
     assert {p.relative_to(pipeline.root): _mode(p) for p in folders} == {
         p.relative_to(pipeline.root): 0o700 for p in folders
     }
-    assert {_mode(p) for p in files} == {0o400}
+    assert {_mode(p) for p in files} == {0o400}  # the files as received, never changed
+    assert {_mode(p) for p in manifests} == {0o600}  # appended to as decisions are made
     assert _mode(pipeline.warehouse) == 0o600
     assert _mode(pipeline.warehouse.parent) == 0o700
 
