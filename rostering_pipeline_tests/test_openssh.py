@@ -10,22 +10,27 @@ import dagster as dg
 import pytest
 
 from rostering_pipeline_tests.conftest import Pipeline, pipeline_env
-from rostering_pipeline_tests.sshd import sshd_from_env
+from rostering_pipeline_tests.sshd import SshdServer, sshd_from_env
 from rostering_pipeline_tests.uploads import day_one, day_two
 
 LEA = "101912"
 
 
 @pytest.mark.sshd
-def test_round_trip_against_openssh_sshd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _sshd() -> SshdServer:
+    """The sshd `./run test` started; a missing one fails in CI and skips elsewhere."""
     server = sshd_from_env()
     if server is None:
         if os.environ.get("CI"):
             pytest.fail("CI must run this test: ./run test starts sshd and exports its details")
         pytest.skip("OpenSSH sshd is not running (./run test starts it)")
-    lea_root = server.make_remote_dir(f"/{LEA}")
-    for folder in ("inbox", "outbox", "processed"):
-        server.make_remote_dir(f"/{LEA}/{folder}")
+    return server
+
+
+def _pipeline_env(
+    server: SshdServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """The pipeline's environment pointed at the sshd, with key auth (set for this test)."""
     env = pipeline_env(
         tmp_path,
         server.host,
@@ -37,6 +42,15 @@ def test_round_trip_against_openssh_sshd(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.delenv("ROSTERING_SFTP_PASSWORD", raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    return env
+
+
+def test_round_trip_against_openssh_sshd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = _sshd()
+    lea_root = server.make_remote_dir(f"/{LEA}")
+    for folder in ("inbox", "outbox", "processed"):
+        server.make_remote_dir(f"/{LEA}/{folder}")
+    env = _pipeline_env(server, tmp_path, monkeypatch)
     try:
         with dg.DagsterInstance.ephemeral() as instance:
             pipeline = Pipeline(tmp_path, server.root, instance, env)
@@ -68,27 +82,13 @@ def test_a_linked_inbox_is_refused_by_openssh_too(
 ) -> None:
     """OpenSSH's sftp-server follows a link inside a path like any server: `/A/inbox ->
     ../B/inbox` is refused by lstat before B's files are listed, read or moved."""
-    server = sshd_from_env()
-    if server is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run this test: ./run test starts sshd and exports its details")
-        pytest.skip("OpenSSH sshd is not running (./run test starts it)")
+    server = _sshd()
     other = "227901"
     roots = [server.make_remote_dir(f"/{lea}") for lea in (LEA, other)]
     for folder in ("inbox", "outbox", "processed"):
         server.make_remote_dir(f"/{other}/{folder}")
     (roots[0] / "inbox").symlink_to(f"../{other}/inbox")
-    env = pipeline_env(
-        tmp_path,
-        server.host,
-        server.port,
-        server.user,
-        server.known_hosts_path.read_text().strip(),
-    )
-    env["ROSTERING_SFTP_KEY_FILE"] = str(server.key_path)
-    monkeypatch.delenv("ROSTERING_SFTP_PASSWORD", raising=False)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+    env = _pipeline_env(server, tmp_path, monkeypatch)
     try:
         with dg.DagsterInstance.ephemeral() as instance:
             pipeline = Pipeline(tmp_path, server.root, instance, env)
