@@ -114,8 +114,8 @@ def decide(
     the upload's history in ingest.decisions."""
     updated = conn.execute(
         "update ingest.uploads set status = ?, reason = ?, held_by = ?, operator = ?,"
-        " decided_at = ? where upload_id = ? and ((? and operator is null) or status not in"
-        " ('applied', 'rejected', 'duplicate', 'superseded')) returning lea_id",
+        " decided_at = ? where upload_id = ? and ((? and operator is null) or status not in ?)"
+        " returning lea_id",
         [
             decision.status,
             decision.reason,
@@ -124,6 +124,7 @@ def decide(
             decision.decided_at,
             upload_id,
             again and decision.status in ("applied", "rejected"),
+            list(FINAL_STATUSES),
         ],
     ).fetchall()
     _history(conn, upload_id, updated, decision)
