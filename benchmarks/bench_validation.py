@@ -19,7 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
-from rostering_pipeline.generator import LeaSpec, generate_upload
+from rostering_demo.generator import LeaSpec, generate_upload
 from rostering_pipeline.upload_spec.files import STUDENTS
 from rostering_pipeline.upload_spec.reading import read_upload_file
 from rostering_pipeline.upload_spec.rules import derived_columns, schema_for

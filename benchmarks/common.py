@@ -37,7 +37,7 @@ CSV_FILES = (
 
 def upload_dir(lea_id: str, students: int, day: int) -> Path:
     """A cached generator upload: the same (LEA, size, day) is generated once, then reused."""
-    from rostering_pipeline.generator import LeaSpec, generate_upload
+    from rostering_demo.generator import LeaSpec, generate_upload
 
     target = DATA / f"{lea_id}_{students}" / f"day{day}"
     if (target / ".complete").exists():

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from rostering_demo.generator import LeaSpec, generate_upload
 from rostering_pipeline.defs.partitions import lea_partitions
-from rostering_pipeline.generator import LeaSpec, generate_upload
 from rostering_pipeline_tests.conftest import DAY, DAY_ONE, Pipeline
 
 

@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 from dagster._serdes import serialize_value
 
-from rostering_pipeline.generator import INJECTION_DETAILS, LeaSpec, generate_upload
+from rostering_demo.generator import INJECTION_DETAILS, LeaSpec, generate_upload
 from rostering_pipeline.upload_spec.formats.oneroster_tables import NO_PRIMARY
 from rostering_pipeline.upload_spec.hints import LEADING_ZERO, RESAVED_DATE
 from rostering_pipeline_tests.conftest import Pipeline

@@ -18,8 +18,8 @@ import dagster as dg
 import duckdb
 import pytest
 
+from rostering_demo.generator import LeaSpec
 from rostering_pipeline.failpoints import FAILPOINT_ENV
-from rostering_pipeline.generator import LeaSpec
 from rostering_pipeline.run_launcher import FORKED_TAG, process_alive
 from rostering_pipeline_tests.conftest import Pipeline
 from rostering_pipeline_tests.daemon import REPO, Daemon, running_daemon

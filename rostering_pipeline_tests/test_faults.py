@@ -13,9 +13,9 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from rostering_demo.generator import LeaSpec
 from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
 from rostering_pipeline.failpoints import FAILPOINT_ENV
-from rostering_pipeline.generator import LeaSpec
 from rostering_pipeline.sftp import SftpError
 from rostering_pipeline_tests.conftest import Pipeline
 from rostering_pipeline_tests.faults import (

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from rostering_pipeline.generator import (
+from rostering_demo.generator import (
     GRADES,
     INJECTION_DETAILS,
     INJECTIONS,

@@ -954,7 +954,7 @@ def _parse_lea(value: str) -> LeaSpec:
 def main(argv: Sequence[str] | None = None) -> None:
     """Write synthetic uploads to OUT/<lea_id>/inbox/, as an LEA's SFTP folder would hold."""
     parser = argparse.ArgumentParser(
-        prog="python -m rostering_pipeline.generator", description=main.__doc__
+        prog="python -m rostering_demo.generator", description=main.__doc__
     )
     parser.add_argument("--out", type=Path, help="root folder; each LEA goes to OUT/<lea_id>/inbox")
     parser.add_argument(
