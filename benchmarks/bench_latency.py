@@ -129,7 +129,7 @@ def main() -> None:
     big_days = range(1, args.big_uploads + 2)
     big = [common.upload_dir(BIG_LEA, args.big, d) for d in big_days] if args.big else []
 
-    from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
+    from rostering_demo.embedded_sftp import EmbeddedSftpServer
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_orchestration import plain_sftp

@@ -59,8 +59,8 @@ def in_process(root: Path, uploads: dict[str, Path]) -> dict:
     """sync_once over every LEA on a persistent (sqlite) instance."""
     import dagster as dg
 
+    from rostering_demo.embedded_sftp import EmbeddedSftpServer
     from rostering_pipeline.definitions import defs
-    from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
     from rostering_pipeline.runner import sync_once
 
     sftp_root = root / "sftp"
@@ -97,8 +97,8 @@ def in_process(root: Path, uploads: dict[str, Path]) -> dict:
 
 def direct(root: Path, uploads: dict[str, Path]) -> dict:
     """The same work per LEA as plain calls, one process, no Dagster."""
+    from rostering_demo.embedded_sftp import EmbeddedSftpServer
     from rostering_pipeline import ledger
-    from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
     from rostering_pipeline.ingest import clear_inbox, download_upload, inbox_files
     from rostering_pipeline.lea_settings import LeaSettingsResource
     from rostering_pipeline.outbox import deliver_report
@@ -169,7 +169,7 @@ def direct(root: Path, uploads: dict[str, Path]) -> dict:
 def daemon(root: Path, uploads: dict[str, Path], timeout: float, cold: bool) -> dict:
     """`dagster dev`: the sensor and the daemon launch one run process per upload."""
 
-    from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
+    from rostering_demo.embedded_sftp import EmbeddedSftpServer
 
     sftp_root = root / "sftp"
     sftp_root.mkdir(parents=True)
@@ -263,7 +263,7 @@ def plain_sftp(env: dict[str, str]):
 
 def sensor_listing(n: int) -> dict:
     """One `list_inboxes` over n LEA folders (empty inboxes): the sensor tick's SFTP work."""
-    from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
+    from rostering_demo.embedded_sftp import EmbeddedSftpServer
 
     with tempfile.TemporaryDirectory(dir=common.OUT) as tmp:
         root = Path(tmp)

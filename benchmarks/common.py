@@ -160,7 +160,7 @@ def free_port() -> int:
 def pipeline_env(root: Path, server) -> dict[str, str]:
     """The ROSTERING_* configuration pointing at `server` and files under `root`, as the
     demo sets it."""
-    from rostering_pipeline.cli import server_environment
+    from rostering_demo.demo import server_environment
 
     return {**server_environment(root, server), "ROSTERING_QUIET_PERIOD_SECONDS": "120"}
 

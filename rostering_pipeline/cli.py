@@ -4,22 +4,20 @@ without the UI."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shutil
-import signal
-import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import dagster as dg
 
-from .embedded_sftp import EmbeddedSftpServer
 from .runner import sync_once
 from .summary import print_summary
 from .warehouse import WarehouseResource
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLES = REPO / "data" / "sample_uploads"
 DEMO = REPO / "data" / "demo"
 INSTANCE_TEMPLATE = REPO / "deploy" / "dagster.yaml"
 
@@ -60,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ui.add_argument("--port", type=int, default=3000)
     args = parser.parse_args(argv)
     if args.command == "demo":
-        return demo()
+        return _demo_harness().demo()
     if args.command == "sync":
         if args.quiet_period is not None:
             os.environ["ROSTERING_QUIET_PERIOD_SECONDS"] = str(args.quiet_period)
@@ -70,8 +68,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "rebuild":
         return rebuild_command(Path(args.warehouse), args.archive)
     if args.command == "ui":
-        return ui_command(args.port)
+        return _demo_harness().ui_command(args.port)
     return 2
+
+
+def _demo_harness() -> ModuleType:
+    """The demo (its sample LEAs served by a loopback SFTP server) lives beside the product,
+    in a checkout of the repository: rostering_demo/ and data/sample_uploads/."""
+    try:
+        return importlib.import_module("rostering_demo.demo")
+    except ModuleNotFoundError as missing:
+        raise SystemExit(
+            f"`rostering demo` and `rostering ui` run from a checkout of the repository "
+            f"(./run demo, ./run ui), which has the demo harness; here {missing.name} is "
+            "missing (this install has the pipeline only)."
+        ) from None
 
 
 def rebuild_command(warehouse: Path, archive: str | None) -> int:
@@ -80,22 +91,22 @@ def rebuild_command(warehouse: Path, archive: str | None) -> int:
 
     archive_root = Path(archive or os.environ.get("ROSTERING_ARCHIVE") or "data/archive")
     if warehouse.exists():
-        _say(f"{warehouse} exists: rebuild creates a new warehouse and never overwrites one.")
+        say(f"{warehouse} exists: rebuild creates a new warehouse and never overwrites one.")
         return 1
     if not archive_root.is_dir():
-        _say(f"No archive at {archive_root}: pass --archive or set ROSTERING_ARCHIVE.")
+        say(f"No archive at {archive_root}: pass --archive or set ROSTERING_ARCHIVE.")
         return 1
     settings = LeaSettingsResource(path=os.environ.get("ROSTERING_LEA_SETTINGS", DEFAULT_PATH))
     with WarehouseResource(path=str(warehouse)).connect() as conn:
         report = rebuild(archive_root, conn, settings.for_lea)
-    _say(
+    say(
         f"Rebuilt {warehouse} from {archive_root}: {report.uploads} uploads, "
         f"{report.decisions} decisions replayed."
     )
     for line in report.differing:
-        _say(f"  decided otherwise now: {line}")
+        say(f"  decided otherwise now: {line}")
     if report.undecided:
-        _say(
+        say(
             f"  {len(report.undecided)} uploads were received but never decided (in flight when "
             "the warehouse was lost); replay each with the sync_upload job's replay_upload_id: "
             + ", ".join(report.undecided)
@@ -103,11 +114,11 @@ def rebuild_command(warehouse: Path, archive: str | None) -> int:
     return 1 if report.differing else 0
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
     print(message, flush=True)
 
 
-def _instance_home(home: Path) -> Path:
+def instance_home(home: Path) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
     if not target.exists():
@@ -115,7 +126,7 @@ def _instance_home(home: Path) -> Path:
     return home
 
 
-def _load_defs() -> dg.Definitions:
+def load_defs() -> dg.Definitions:
     from .definitions import defs
 
     return defs()
@@ -123,12 +134,10 @@ def _load_defs() -> dg.Definitions:
 
 def sync_command() -> int:
     home = Path(os.environ.get("DAGSTER_HOME") or REPO / "data" / "dagster_home")
-    os.environ["DAGSTER_HOME"] = str(_instance_home(home))
+    os.environ["DAGSTER_HOME"] = str(instance_home(home))
     with dg.DagsterInstance.get() as instance:
-        runs = sync_once(
-            _load_defs(), instance, cursor_path=home / "sync_cursor.json", progress=_say
-        )
-    print_summary(_warehouse_path(), runs, _say)
+        runs = sync_once(load_defs(), instance, cursor_path=home / "sync_cursor.json", progress=say)
+    print_summary(_warehouse_path(), runs, say)
     return 0 if all(r.success for r in runs) else 1
 
 
@@ -142,94 +151,18 @@ def explain_command(args: argparse.Namespace) -> int:
     )
     path = _warehouse_path()
     if not path.exists():
-        _say(
+        say(
             f"No warehouse at {path}: set ROSTERING_WAREHOUSE "
             f"(the demo's is {DEMO}/warehouse.duckdb)"
         )
         return 1
     with WarehouseResource(path=str(path)).connect(read_only=True) as conn:
-        _say(render(explain(conn, args.lea, kind, record_id)))
+        say(render(explain(conn, args.lea, kind, record_id)))
     return 0
 
 
 def _warehouse_path() -> Path:
     return Path(os.environ.get("ROSTERING_WAREHOUSE", "data/warehouse.duckdb"))
-
-
-def server_environment(root: Path, server: EmbeddedSftpServer) -> dict[str, str]:
-    """The ROSTERING_* configuration a deployment would set, pointing at an embedded SFTP
-    server and at a warehouse and archive under `root` (the demo, the UI, benchmarks)."""
-    known_hosts = root / "known_hosts"
-    known_hosts.write_text(server.host_key_line + "\n")
-    return {
-        "ROSTERING_SFTP_HOST": server.host,
-        "ROSTERING_SFTP_PORT": str(server.port),
-        "ROSTERING_SFTP_USER": server.username,
-        "ROSTERING_SFTP_PASSWORD": server.password or "",
-        "ROSTERING_SFTP_KNOWN_HOSTS": str(known_hosts),
-        "ROSTERING_WAREHOUSE": str(root / "warehouse.duckdb"),
-        "ROSTERING_ARCHIVE": str(root / "archive"),
-    }
-
-
-def demo_environment(root: Path, server: EmbeddedSftpServer) -> dict[str, str]:
-    """The demo's configuration: its server and files, and its own Dagster instance."""
-    return {
-        **server_environment(root, server),
-        "DAGSTER_HOME": str(_instance_home(root / "dagster_home")),
-    }
-
-
-def demo() -> int:
-    """The main job on the embedded defaults: samples in, rosters applied, reports out."""
-    if DEMO.exists():
-        _say(f"Starting over: removing the previous demo in {DEMO.relative_to(REPO)}/")
-        shutil.rmtree(DEMO)
-    sftp_root = DEMO / "sftp"
-    shutil.copytree(SAMPLES, sftp_root, ignore=shutil.ignore_patterns("README.md"))
-    for lea in sorted(p for p in sftp_root.iterdir() if p.is_dir()):
-        (lea / "outbox").mkdir(exist_ok=True)
-        (lea / "processed").mkdir(exist_ok=True)
-    with EmbeddedSftpServer(sftp_root) as server:
-        os.environ.update(demo_environment(DEMO, server))
-        _say(
-            f"SFTP server on {server.host}:{server.port} serving the sample LEAs in "
-            f"{sftp_root.relative_to(REPO)}/"
-        )
-        with dg.DagsterInstance.get() as instance:
-            runs = sync_once(
-                _load_defs(), instance, cursor_path=DEMO / "sync_cursor.json", progress=_say
-            )
-    print_summary(DEMO / "warehouse.duckdb", runs, _say)
-    _say("")
-    _say(f"Sync reports: {DEMO.relative_to(REPO)}/sftp/<lea_id>/outbox/")
-    _say("Open the Dagster UI on the same data:  ./run ui   (then http://127.0.0.1:3000)")
-    return 0 if runs and all(r.success for r in runs) else 1
-
-
-def ui_command(port: int) -> int:
-    """`dagster dev` on the demo deployment, with the demo's SFTP server running beside it."""
-    sftp_root = DEMO / "sftp"
-    if not sftp_root.exists():
-        _say("Run the demo first: ./run demo")
-        return 1
-    with EmbeddedSftpServer(sftp_root) as server:
-        env = {**os.environ, **demo_environment(DEMO, server)}
-        command = [
-            sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"),
-            "-h", "127.0.0.1", "-p", str(port),
-        ]  # fmt: skip
-        _say(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops it)")
-        process = subprocess.Popen(command, env=env, cwd=REPO, start_new_session=True)
-        try:
-            return process.wait()
-        except KeyboardInterrupt:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-            return 0
 
 
 if __name__ == "__main__":

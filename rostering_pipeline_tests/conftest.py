@@ -14,8 +14,8 @@ import duckdb
 import pytest
 import time_machine
 
-from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
 from rostering_pipeline.runner import SyncedRun, sync_once
+from rostering_pipeline_tests.faulty_sftp import FaultySftpServer
 
 DAY = 86_400
 #: 2026-09-01 12:00 UTC: the first upload day of the tests.
@@ -106,10 +106,10 @@ class Pipeline:
 
 
 @pytest.fixture
-def sftp_server(tmp_path: Path) -> Iterator[EmbeddedSftpServer]:
+def sftp_server(tmp_path: Path) -> Iterator[FaultySftpServer]:
     root = tmp_path / "sftp"
     root.mkdir()
-    with EmbeddedSftpServer(root) as server:
+    with FaultySftpServer(root) as server:
         yield server
 
 
@@ -131,7 +131,7 @@ def pipeline_env(
 
 @pytest.fixture
 def pipeline(
-    tmp_path: Path, sftp_server: EmbeddedSftpServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sftp_server: FaultySftpServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Pipeline]:
     env = pipeline_env(
         tmp_path,

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
+from rostering_demo.embedded_sftp import EmbeddedSftpServer
 from rostering_pipeline_tests.conftest import Pipeline, pipeline_env
 
 

@@ -15,7 +15,8 @@ import asyncssh
 import paramiko
 import pytest
 
-from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
+from rostering_demo.embedded_sftp import EmbeddedSftpServer
+from rostering_pipeline_tests.faulty_sftp import FaultySftpServer
 
 TIMEOUT = 5.0
 
@@ -185,20 +186,19 @@ def test_public_key_auth(root: Path, tmp_path: Path) -> None:
 # issuing read requests and die with an unhandled EOFError (client-side race in
 # paramiko.sftp_file). That is expected noise for a dropped download, not a server bug.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-def test_cut_after_bytes_drops_then_retry_succeeds(
-    server: EmbeddedSftpServer, root: Path, tmp_path: Path
-) -> None:
+def test_cut_after_bytes_drops_then_retry_succeeds(root: Path, tmp_path: Path) -> None:
     payload = os.urandom(2 * 1024 * 1024)
     (root / "inbox" / "big.csv").write_bytes(payload)
     local = tmp_path / "big.csv"
 
-    server.cut_after_bytes = 256 * 1024
-    with pytest.raises((paramiko.SSHException, EOFError, OSError)):
+    with FaultySftpServer(root) as server:
+        server.cut_after_bytes = 256 * 1024
+        with pytest.raises((paramiko.SSHException, EOFError, OSError)):
+            with sftp_client(server) as sftp:
+                sftp.get("/inbox/big.csv", str(local), prefetch=True)
+        assert not local.exists() or local.read_bytes() != payload
+
+        server.cut_after_bytes = None
         with sftp_client(server) as sftp:
             sftp.get("/inbox/big.csv", str(local), prefetch=True)
-    assert not local.exists() or local.read_bytes() != payload
-
-    server.cut_after_bytes = None
-    with sftp_client(server) as sftp:
-        sftp.get("/inbox/big.csv", str(local), prefetch=True)
-    assert local.read_bytes() == payload
+        assert local.read_bytes() == payload

@@ -13,8 +13,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from rostering_demo.embedded_sftp import EmbeddedSftpServer
 from rostering_demo.generator import LeaSpec
-from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
 from rostering_pipeline.failpoints import FAILPOINT_ENV
 from rostering_pipeline.sftp import SftpError
 from rostering_pipeline_tests.conftest import Pipeline
@@ -25,6 +25,7 @@ from rostering_pipeline_tests.faults import (
     generated_files,
     sensor_requests,
 )
+from rostering_pipeline_tests.faulty_sftp import FaultySftpServer
 from rostering_pipeline_tests.uploads import day_one
 
 LEA = "101912"
@@ -37,7 +38,7 @@ def _roster_size(pipeline: Pipeline) -> int:
 
 def test_connection_dropped_mid_download_is_retried_and_applied_once(
     pipeline: Pipeline,
-    sftp_server: EmbeddedSftpServer,
+    sftp_server: FaultySftpServer,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -63,7 +64,7 @@ def test_connection_dropped_mid_download_is_retried_and_applied_once(
 
 def test_download_failing_every_attempt_fails_the_run_and_the_retry_applies_once(
     pipeline: Pipeline,
-    sftp_server: EmbeddedSftpServer,
+    sftp_server: FaultySftpServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -142,7 +143,7 @@ def test_file_still_growing_is_not_read_until_the_inbox_is_quiet(
 
 
 def test_wrong_host_key_is_refused_naming_the_host(
-    pipeline: Pipeline, sftp_server: EmbeddedSftpServer
+    pipeline: Pipeline, sftp_server: FaultySftpServer
 ) -> None:
     pipeline.upload(LEA, day_one())
     other_key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
@@ -159,7 +160,7 @@ def test_wrong_host_key_is_refused_naming_the_host(
 
 
 def test_host_key_changed_between_sensor_and_run_fails_the_run_with_the_fix(
-    pipeline: Pipeline, sftp_server: EmbeddedSftpServer
+    pipeline: Pipeline, sftp_server: FaultySftpServer
 ) -> None:
     pipeline.upload(LEA, day_one())
     [request] = sensor_requests(pipeline).run_requests
@@ -214,7 +215,7 @@ def test_wrong_password_fails_the_run_and_the_upload_stays_retryable(
 
 
 def test_server_down_fails_the_run_and_the_upload_is_applied_when_it_is_back(
-    pipeline: Pipeline, sftp_server: EmbeddedSftpServer, monkeypatch: pytest.MonkeyPatch
+    pipeline: Pipeline, sftp_server: FaultySftpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ROSTERING_SFTP_RETRIES", "1")
     monkeypatch.setenv("ROSTERING_SFTP_RETRY_BACKOFF_SECONDS", "0.05")
@@ -244,7 +245,7 @@ def test_server_down_fails_the_run_and_the_upload_is_applied_when_it_is_back(
 
 
 def test_outbox_permission_denied_fails_the_run_and_the_retry_delivers_the_report(
-    pipeline: Pipeline, sftp_server: EmbeddedSftpServer
+    pipeline: Pipeline, sftp_server: FaultySftpServer
 ) -> None:
     pipeline.upload(LEA, day_one())
     sftp_server.deny_writes = {f"/{LEA}/outbox"}
@@ -311,7 +312,7 @@ SOAK_PLANS = (
 
 
 def test_soak_fifty_uploads_across_ten_leas_while_runs_are_in_progress(
-    pipeline: Pipeline, sftp_server: EmbeddedSftpServer, tmp_path: Path
+    pipeline: Pipeline, sftp_server: FaultySftpServer, tmp_path: Path
 ) -> None:
     leas = [f"{400001 + 53 * i:06d}" for i in range(10)]
     deliveries: dict[str, list[tuple[str, dict[str, bytes]]]] = {}
@@ -388,7 +389,7 @@ def test_soak_fifty_uploads_across_ten_leas_while_runs_are_in_progress(
 
 
 def test_processed_folder_not_writable_fails_the_run_and_the_retry_applies_once(
-    pipeline: Pipeline, sftp_server: EmbeddedSftpServer
+    pipeline: Pipeline, sftp_server: FaultySftpServer
 ) -> None:
     pipeline.upload(LEA, day_one())
     sftp_server.deny_writes = {f"/{LEA}/processed"}
@@ -419,7 +420,7 @@ def test_processed_folder_not_writable_fails_the_run_and_the_retry_applies_once(
 
 
 def test_unreadable_inbox_file_fails_the_run_naming_it_and_nothing_is_read(
-    pipeline: Pipeline, sftp_server: EmbeddedSftpServer
+    pipeline: Pipeline, sftp_server: FaultySftpServer
 ) -> None:
     pipeline.upload(LEA, day_one())
     sftp_server.deny_reads = {f"/{LEA}/inbox/students.csv"}
@@ -443,7 +444,7 @@ def test_unreadable_inbox_file_fails_the_run_naming_it_and_nothing_is_read(
 
 @pytest.mark.parametrize("moment", ["before_open", "after_open"])
 def test_file_deleted_by_the_lea_mid_download_ends_the_run_cleanly_and_is_picked_up_again(
-    pipeline: Pipeline, sftp_server: EmbeddedSftpServer, moment: str
+    pipeline: Pipeline, sftp_server: FaultySftpServer, moment: str
 ) -> None:
     """The LEA deletes students.csv after the run listed the inbox: as the download opens it
     (the open fails), or while it is being read (the check after the transfer fails)."""
@@ -484,7 +485,7 @@ def test_file_deleted_by_the_lea_mid_download_ends_the_run_cleanly_and_is_picked
 
 
 def test_an_upload_put_back_exactly_after_a_run_ended_unread_is_requested_again(
-    pipeline: Pipeline, sftp_server: EmbeddedSftpServer
+    pipeline: Pipeline, sftp_server: FaultySftpServer
 ) -> None:
     """A client that keeps timestamps (WinSCP, `sftp put -p`) sends the deleted file again
     with its old size and mtime: the listing is the one the first run ended unread on, and

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
 from rostering_pipeline.sftp import NotARealFolder, SftpResource
 from rostering_pipeline_tests.conftest import Pipeline
 from rostering_pipeline_tests.faults import assert_archive_whole, failure_messages
+from rostering_pipeline_tests.faulty_sftp import FaultySftpServer
 from rostering_pipeline_tests.uploads import day_one
 
 A = "101912"
@@ -128,7 +128,7 @@ def test_a_linked_lea_folder_is_refused(pipeline: Pipeline) -> None:
 
 
 def test_a_folder_linked_while_the_run_downloads_is_refused_before_use(
-    pipeline: Pipeline, sftp_server: EmbeddedSftpServer
+    pipeline: Pipeline, sftp_server: FaultySftpServer
 ) -> None:
     """The link appears after the run's first look (the LEA swaps its outbox/ and
     processed/ for links while the upload downloads): the move and the report refuse it."""

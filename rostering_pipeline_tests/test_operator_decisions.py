@@ -10,8 +10,8 @@ import logging
 import dagster as dg
 import pytest
 
-from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
 from rostering_pipeline_tests.conftest import Pipeline
+from rostering_pipeline_tests.faulty_sftp import FaultySftpServer
 from rostering_pipeline_tests.test_apply_invariants import _materialize as _run
 from rostering_pipeline_tests.test_apply_invariants import _upload
 from rostering_pipeline_tests.test_run_failure import _run_failure_sensor
@@ -73,7 +73,7 @@ def test_a_backfill_never_decides_again_what_an_operator_decided(
 
 
 def test_a_run_failing_after_an_operator_rejected_leaves_the_lea_its_report(
-    pipeline: Pipeline, sftp_server: EmbeddedSftpServer, caplog: pytest.LogCaptureFixture
+    pipeline: Pipeline, sftp_server: FaultySftpServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     held = _held(pipeline)
     sftp_server.deny_writes = {f"/{LEA}/outbox"}

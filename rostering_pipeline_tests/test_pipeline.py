@@ -6,8 +6,8 @@ import csv
 import io
 from pathlib import Path
 
-from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
 from rostering_pipeline_tests.conftest import Pipeline
+from rostering_pipeline_tests.faulty_sftp import FaultySftpServer
 from rostering_pipeline_tests.uploads import day_one, day_two
 
 LEA = "101912"
@@ -184,7 +184,7 @@ def test_no_step_output_is_stored_in_dagster_storage(pipeline: Pipeline) -> None
 
 
 def test_a_sync_makes_one_ssh_connection_per_step_that_uses_sftp(
-    pipeline: Pipeline, sftp_server: EmbeddedSftpServer
+    pipeline: Pipeline, sftp_server: FaultySftpServer
 ) -> None:
     """The sensor's listing, raw_upload (listing, six downloads, moving the files) and
     sync_report (two files) each share one connection: a handshake costs more than reading

@@ -26,7 +26,7 @@ import duckdb
 import pytest
 from dagster._serdes import serialize_value
 
-from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
+from rostering_demo.embedded_sftp import EmbeddedSftpServer
 from rostering_pipeline.runner import sync_once
 from rostering_pipeline.settings import REPO, SettingError, sftp_from_env
 from rostering_pipeline_tests.conftest import Pipeline, pipeline_env

@@ -8,7 +8,8 @@ rather than a mocked client. Running the server on its own event loop in a
 daemon thread lets synchronous callers (CLI, pytest, Dagster ops) use it as a
 plain context manager.
 
-Only loopback use is intended; this is not a production SFTP server.
+Only loopback use is intended; this is not a production SFTP server. The faults the tests
+inject (cut connections, denied paths) are a subclass in rostering_pipeline_tests/faulty_sftp.py.
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ import asyncio
 import hmac
 import logging
 import os
-import posixpath
 import threading
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -62,24 +61,21 @@ def _install_log_demotion() -> None:
             logger.addFilter(_DEMOTE)
 
 
-class _ConnectionState(asyncssh.SSHServer):
+class ConnectionState(asyncssh.SSHServer):
     """Per-connection auth policy and state.
 
-    asyncssh creates one instance per TCP connection, which makes it the natural
-    place to keep the "file bytes sent on this connection" counter used by the
-    fault injection.
+    asyncssh creates one instance per TCP connection (see ``EmbeddedSftpServer._connection``),
+    which makes it the place for per-connection state (the tests' fault injection subclasses
+    it).
     """
 
     def __init__(self, owner: EmbeddedSftpServer) -> None:
         self._owner = owner
         self._conn: asyncssh.SSHServerConnection | None = None
-        self.file_bytes_sent = 0
-        self.cut = False
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
         self._owner._live_connections.add(conn)
-        self._owner.connections_made += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._conn is not None:
@@ -113,7 +109,7 @@ class _ConnectionState(asyncssh.SSHServer):
         return ok
 
 
-class _RootedSftp(asyncssh.SFTPServer):
+class RootedSftp(asyncssh.SFTPServer):
     """SFTP session confined to ``root``.
 
     asyncssh's ``chroot=`` already normalises ``..`` and absolute paths into the
@@ -135,105 +131,6 @@ class _RootedSftp(asyncssh.SFTPServer):
         return local
 
 
-class _FaultInjectingSftp(_RootedSftp):
-    """Adds the ``cut_after_bytes`` fault: drop the TCP connection mid-download.
-
-    Kept separate from the confinement logic so the test-only behaviour is easy
-    to audit. Counting is per SSH connection; the read that crosses the limit is
-    still answered and the first read after it aborts the TCP connection, so the
-    client receives at least ``cut_after_bytes`` (rounded up to one read). The
-    limit is re-read from the owner on every read so a test can clear it
-    (``server.cut_after_bytes = None``) and let a retry succeed.
-    """
-
-    def __init__(
-        self,
-        chan: asyncssh.SSHServerChannel,
-        root: Path,
-        owner: EmbeddedSftpServer,
-    ) -> None:
-        super().__init__(chan, root)
-        self._owner = owner
-
-    def _state(self) -> _ConnectionState:
-        owner = self.connection.get_owner()
-        assert isinstance(owner, _ConnectionState)
-        return owner
-
-    def read(self, file_obj: object, offset: int, size: int) -> bytes:
-        limit = self._owner.cut_after_bytes
-        state = self._state()
-        if limit is not None and state.file_bytes_sent >= limit:
-            # Prefetching clients have many reads queued; cut only once.
-            if not state.cut and self._owner._take_cut():
-                state.cut = True
-                log.debug("embedded sftp: cutting connection after %d bytes", state.file_bytes_sent)
-                self.connection.abort()
-            if state.cut:
-                raise asyncssh.SFTPConnectionLost("connection cut by fault injection")
-        data = super().read(file_obj, offset, size)
-        assert isinstance(data, bytes)
-        state.file_bytes_sent += len(data)
-        return data
-
-
-class _WriteDenyingSftp(_FaultInjectingSftp):
-    """Adds the ``deny_writes`` and ``deny_reads`` faults: permission denied on writes (or
-    file reads) under given paths.
-
-    The test suite runs as root, for whom file modes deny nothing, so a folder the pipeline
-    may not write to, or a file it may not read, is simulated here, answering as a real
-    server would (SSH_FX_PERMISSION_DENIED) to opening a file, creating a folder, renaming or
-    removing.
-    """
-
-    def _denied(self, *paths: bytes, prefixes: Iterable[str] | None = None) -> None:
-        for path in paths:
-            full = posixpath.normpath("/" + os.fsdecode(path).lstrip("/"))
-            for prefix in self._owner.deny_writes if prefixes is None else prefixes:
-                if full == prefix or full.startswith(prefix.rstrip("/") + "/"):
-                    raise asyncssh.SFTPPermissionDenied("Permission denied")
-
-    def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
-        if pflags & (asyncssh.FXF_WRITE | asyncssh.FXF_APPEND | asyncssh.FXF_CREAT):
-            self._denied(path)
-        if pflags & asyncssh.FXF_READ:
-            self._denied(path, prefixes=self._owner.deny_reads)
-        return super().open(path, pflags, attrs)
-
-    def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
-        self._denied(path)
-        return super().mkdir(path, attrs)
-
-    def rename(self, oldpath: bytes, newpath: bytes) -> None:
-        self._denied(oldpath, newpath)
-        return super().rename(oldpath, newpath)
-
-    def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
-        self._denied(oldpath, newpath)
-        return super().posix_rename(oldpath, newpath)
-
-    def remove(self, path: bytes) -> None:
-        self._denied(path)
-        return super().remove(path)
-
-
-class _OpenWatchingSftp(_WriteDenyingSftp):
-    """Adds the ``before_open`` and ``after_open`` hooks: a test's callback, given the path
-    the client asked for (``/101912/inbox/students.csv``), when a file is opened for reading,
-    so the test can do what an LEA might at that moment (delete or rewrite the file). Called
-    on the server's thread, before the file is opened and once it is open."""
-
-    def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
-        reading = bool(pflags & asyncssh.FXF_READ)
-        if reading and self._owner.before_open is not None:
-            self._owner.before_open(os.fsdecode(path))
-        opened = super().open(path, pflags, attrs)
-        if reading and self._owner.after_open is not None:
-            self._owner.after_open(os.fsdecode(path))
-        return opened
-
-
 class EmbeddedSftpServer:
     """A loopback SFTP server serving ``root`` as ``/``, running in a daemon thread.
 
@@ -252,10 +149,6 @@ class EmbeddedSftpServer:
         password: str | None = "rostering",
         authorized_key_path: Path | None = None,
         host_key_path: Path | None = None,
-        cut_after_bytes: int | None = None,
-        cut_times: int | None = None,
-        deny_writes: Iterable[str] = (),
-        deny_reads: Iterable[str] = (),
     ) -> None:
         if password is None and authorized_key_path is None:
             raise ValueError("need a password or an authorized_key_path, or nobody can log in")
@@ -266,22 +159,6 @@ class EmbeddedSftpServer:
         self._requested_port = port
         self.username = username
         self.password = password
-        #: Fault injection (tests only); mutable while the server runs.
-        self.cut_after_bytes = cut_after_bytes
-        #: TCP connections accepted so far (each one an SSH handshake the client paid for).
-        self.connections_made = 0
-        #: How many connections to cut at ``cut_after_bytes`` (None: every one), so a test
-        #: can drop the first download and let the client's retry succeed.
-        self.cuts_left: int | None = cut_times
-        #: Server paths (``/101912/outbox``) under which every write is refused.
-        self.deny_writes: set[str] = set(deny_writes or ())
-        #: Server paths (``/101912/inbox/students.csv``) no file under which may be read.
-        self.deny_reads: set[str] = set(deny_reads or ())
-        #: Called with the path when a file is about to be, or has just been, opened for
-        #: reading (see ``_OpenWatchingSftp``).
-        self.before_open: Callable[[str], None] | None = None
-        self.after_open: Callable[[str], None] | None = None
-        self._cut_lock = threading.Lock()
         self._host_key: asyncssh.SSHKey = (
             asyncssh.read_private_key(host_key_path)
             if host_key_path is not None
@@ -323,16 +200,6 @@ class EmbeddedSftpServer:
         """A known_hosts line pinning this server's host key at its host:port."""
         name = self._host if self.port == 22 else f"[{self._host}]:{self.port}"
         return f"{name} {self.host_public_key}"
-
-    def _take_cut(self) -> bool:
-        """Whether this connection may be cut (counts down ``cuts_left``)."""
-        with self._cut_lock:
-            if self.cuts_left is None:
-                return True
-            if self.cuts_left <= 0:
-                return False
-            self.cuts_left -= 1
-            return True
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -405,18 +272,21 @@ class EmbeddedSftpServer:
         finally:
             loop.close()
 
+    def _connection(self) -> ConnectionState:
+        """The state of one new SSH connection (a subclass may add its own)."""
+        return ConnectionState(self)
+
+    def _session(self, chan: asyncssh.SSHServerChannel) -> asyncssh.SFTPServer:
+        """The SFTP session of one channel (a subclass may serve another kind)."""
+        return RootedSftp(chan, self.root)
+
     async def _listen(self) -> asyncssh.SSHAcceptor:
-        root = self.root
-
-        def sftp_factory(chan: asyncssh.SSHServerChannel) -> asyncssh.SFTPServer:
-            return _OpenWatchingSftp(chan, root, self)
-
         return await asyncssh.listen(
             self._host,
             self._requested_port,
-            server_factory=lambda: _ConnectionState(self),
+            server_factory=self._connection,
             server_host_keys=[self._host_key],
-            sftp_factory=sftp_factory,
+            sftp_factory=self._session,
             allow_scp=False,
             # Explicitly off: only password and/or the given authorized keys.
             password_auth=self.password is not None,
