@@ -14,9 +14,9 @@ import polars as pl
 import pytest
 
 from rostering_pipeline.defs.operations.maintenance import warehouse_maintenance
-from rostering_pipeline.roster.history import roster_as_of
 from rostering_pipeline.warehouse import WarehouseResource
 from rostering_pipeline_tests.conftest import Pipeline
+from rostering_pipeline_tests.roster_history import roster_as_of
 from rostering_pipeline_tests.uploads import CAMPUSES, CLASSES, STAFF, day_one, day_two
 
 LEA = "101912"

@@ -1,4 +1,5 @@
-"""The roster of an LEA as it was after any upload, rebuilt from roster.changes alone."""
+"""The roster of an LEA as it was after any upload, rebuilt from roster.changes alone: the
+invariant tests check that the change log alone gives back every applied roster."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import json
 import duckdb
 import polars as pl
 
-from ..upload_spec.files import BY_ENTITY, ENTITIES
-from .diff import KEY_SEPARATOR
+from rostering_pipeline.roster.diff import KEY_SEPARATOR
+from rostering_pipeline.upload_spec.files import BY_ENTITY, ENTITIES
 
 
 def roster_as_of(
