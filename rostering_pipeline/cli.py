@@ -79,9 +79,9 @@ def _demo_harness() -> ModuleType:
         return importlib.import_module("rostering_demo.demo")
     except ModuleNotFoundError as missing:
         raise SystemExit(
-            f"`rostering demo` and `rostering ui` run from a checkout of the repository "
-            f"(./run demo, ./run ui), which has the demo harness; here {missing.name} is "
-            "missing (this install has the pipeline only)."
+            "`rostering demo` and `rostering ui` need the demo harness (rostering_demo/ and "
+            f"asyncssh), and this install lacks {missing.name}: run them from a checkout of the "
+            "repository with ./run demo and ./run ui (uv sync with its default dev group)."
         ) from None
 
 
