@@ -1,32 +1,19 @@
-"""Named places where a test can make the process fail, to prove a crash loses nothing.
+"""The one place a test can make the pipeline's own process die: `ROSTERING_FAILPOINT=
+run_process.start:kill` ends a run's process as it starts (as a broken install would), in the
+forkserver run launcher (run_launcher.py), which the test cannot reach from its own process.
+Unset in every real deployment.
 
-`ROSTERING_FAILPOINT=apply.mid:kill` ends the process abruptly (as a power cut would) when
-the apply reaches that point; `:raise` raises instead, and `:enospc` raises the OSError of a
-full disk (for a point where the pipeline writes a local file). Unset in every real
-deployment.
+Every other fault the tests inject from their side (rostering_pipeline_tests/fault_points.py
+and faulty_sftp.py); this one goes when the launcher's test can do the same.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 
 FAILPOINT_ENV = "ROSTERING_FAILPOINT"
 
 
-class FailpointReached(RuntimeError):
-    """Raised at a failpoint set to `raise`."""
-
-
 def failpoint(name: str) -> None:
-    setting = os.environ.get(FAILPOINT_ENV)
-    if not setting:
-        return
-    point, _, action = setting.partition(":")
-    if point != name:
-        return
-    if action == "kill":
+    if os.environ.get(FAILPOINT_ENV) == f"{name}:kill":
         os._exit(137)
-    if action == "enospc":
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    raise FailpointReached(f"failpoint {name} reached")

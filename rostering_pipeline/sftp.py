@@ -21,8 +21,6 @@ import paramiko
 from paramiko.sftp import CMD_CLOSE, CMD_NAME, CMD_OPENDIR, CMD_READDIR
 from pydantic import Field, PrivateAttr
 
-from .failpoints import failpoint
-
 log = logging.getLogger(__name__)
 LEA_FOLDER = re.compile(r"^\d{6}$")
 T = TypeVar("T")
@@ -98,7 +96,6 @@ class _LocalCopy:
 
     def write(self, chunk: bytes) -> None:
         with self._local():
-            failpoint("download.write")
             self._file.write(chunk)
 
     def __enter__(self) -> _LocalCopy:

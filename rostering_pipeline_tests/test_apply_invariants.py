@@ -16,6 +16,7 @@ import pytest
 from rostering_pipeline.defs.operations.maintenance import warehouse_maintenance
 from rostering_pipeline.warehouse import WarehouseResource
 from rostering_pipeline_tests.conftest import Pipeline
+from rostering_pipeline_tests.fault_points import KILLED, fail_at
 from rostering_pipeline_tests.roster_history import roster_as_of
 from rostering_pipeline_tests.uploads import CAMPUSES, CLASSES, STAFF, day_one, day_two
 
@@ -220,13 +221,11 @@ def test_a_row_altered_behind_the_pipeline_is_restored_by_the_next_upload(
     ) == [("S2", '{"grade":"09"}', '{"grade":"04"}')]
 
 
-def test_older_upload_never_overwrites_a_newer_one(
-    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_older_upload_never_overwrites_a_newer_one(pipeline: Pipeline) -> None:
     pipeline.upload(LEA, day_one(), day=1)
-    monkeypatch.setenv("ROSTERING_FAILPOINT", "apply.begin:raise")
-    assert [r.success for r in pipeline.sync()] == [False]  # received on day 1, not applied
-    monkeypatch.delenv("ROSTERING_FAILPOINT")
+    with pytest.MonkeyPatch.context() as faulty:
+        fail_at(faulty, "apply.begin:raise")
+        assert [r.success for r in pipeline.sync()] == [False]  # received on day 1, not applied
     pipeline.upload(LEA, day_two(), day=2)
 
     runs = pipeline.sync()  # day 2's upload, then the retry of day 1's
@@ -250,17 +249,17 @@ def test_crash_during_apply_keeps_roster_and_retry_applies_once(
     pipeline.upload(LEA, day_two(), day=2)
     home = tmp_path / "crash_home"
     home.mkdir()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "ROSTERING_FAILPOINT": f"{point}:kill"}
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
 
     crashed = subprocess.run(
-        [sys.executable, "-m", "rostering_pipeline.cli", "sync"],
+        [sys.executable, "-m", "rostering_pipeline_tests.fault_points", f"{point}:kill", "sync"],
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
 
-    assert crashed.returncode == 137, crashed.stderr[-2000:]
+    assert crashed.returncode == KILLED, crashed.stderr[-2000:]
     assert pipeline.query("select * from roster.students order by student_id") == before
     assert [s for _, s in _statuses(pipeline)] == ["applied", "received"]
     assert pipeline.inbox(LEA) == []  # archived and moved: the retry replays the archive
@@ -301,10 +300,10 @@ def test_a_sync_killed_mid_apply_is_applied_once_by_the_next_sync_and_reported(
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     command = [sys.executable, "-m", "rostering_pipeline.cli", "sync"]
     crashed = subprocess.run(
-        command, env={**env, "ROSTERING_FAILPOINT": "apply.mid:kill"}, capture_output=True,
-        text=True, timeout=300,
+        [sys.executable, "-m", "rostering_pipeline_tests.fault_points", "apply.mid:kill", "sync"],
+        env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    assert crashed.returncode == 137, crashed.stderr[-2000:]
+    assert crashed.returncode == KILLED, crashed.stderr[-2000:]
     assert [s for _, s in _statuses(pipeline)] == ["applied", "received"]
     reports_before = len(pipeline.outbox(LEA))
 

@@ -15,9 +15,9 @@ import pytest
 
 from rostering_demo.embedded_sftp import EmbeddedSftpServer
 from rostering_demo.generator import LeaSpec
-from rostering_pipeline.failpoints import FAILPOINT_ENV
 from rostering_pipeline.sftp import SftpError
 from rostering_pipeline_tests.conftest import Pipeline
+from rostering_pipeline_tests.fault_points import archive_disk_full
 from rostering_pipeline_tests.faults import (
     assert_archive_whole,
     execute,
@@ -511,15 +511,15 @@ def test_an_upload_put_back_exactly_after_a_run_ended_unread_is_requested_again(
 
 
 def test_a_full_archive_disk_fails_the_run_as_the_archives_problem_not_sftps(
-    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The archive's disk is full (ENOSPC on the write of a downloaded file): the run says
     so, with the path, the free space and what to do, and nothing is retried over SFTP."""
     pipeline.upload(LEA, day_one())
-    monkeypatch.setenv(FAILPOINT_ENV, "download.write:enospc")
-
-    with caplog.at_level(logging.WARNING, logger="rostering_pipeline.sftp"):
-        [failed] = pipeline.sync()
+    with pytest.MonkeyPatch.context() as full_disk:
+        archive_disk_full(full_disk)
+        with caplog.at_level(logging.WARNING, logger="rostering_pipeline.sftp"):
+            [failed] = pipeline.sync()
 
     assert not failed.success
     message = failure_messages(pipeline, failed.run_id)
@@ -534,7 +534,6 @@ def test_a_full_archive_disk_fails_the_run_as_the_archives_problem_not_sftps(
     assert_archive_whole(archive)  # nothing half-written left behind
     assert pipeline.inbox(LEA) == sorted([*day_one(), "ready"])
 
-    monkeypatch.delenv(FAILPOINT_ENV)
     [retried] = pipeline.sync()  # the disk has room again: the sensor's retry applies it
 
     assert retried.success

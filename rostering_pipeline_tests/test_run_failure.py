@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 from rostering_pipeline_tests.conftest import Pipeline
+from rostering_pipeline_tests.fault_points import fail_at
 from rostering_pipeline_tests.uploads import day_one
 
 LEA = "101912"
@@ -31,7 +32,7 @@ def _run_failure_sensor(pipeline: Pipeline, run_id: str) -> None:
 def test_failed_run_is_recorded_reported_and_notified(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setenv("ROSTERING_FAILPOINT", "apply.mid:raise")
+    fail_at(monkeypatch, "apply.mid:raise")
     pipeline.upload(LEA, day_one())
     [run] = pipeline.sync()
     assert not run.success
@@ -41,7 +42,7 @@ def test_failed_run_is_recorded_reported_and_notified(
 
     [(status, reason)] = pipeline.query("select status, reason from ingest.uploads")
     assert status == "received"
-    assert f"run {run.run_id} failed" in reason and "failpoint apply.mid reached" in reason
+    assert f"run {run.run_id} failed" in reason and "injected fault at apply.mid" in reason
     report = next(t for n, t in pipeline.outbox(LEA).items() if n.startswith("sync_report_"))
     assert "a problem on our side" in report and run.run_id in report
     assert any(

@@ -7,7 +7,6 @@ from datetime import date, datetime
 import duckdb
 
 from .. import ledger
-from ..failpoints import failpoint
 from ..upload_spec.validate import ValidatedUpload
 from ..uploads import Upload
 from .plan import RosterDiff, plan_upload
@@ -40,11 +39,9 @@ def apply_upload(
                 today,
                 planned.reapplied,
             )
-        failpoint("apply.begin")
         if planned.decision == "apply":
             for diff in planned.entities.values():
                 write_diff(conn, upload.lea_id, upload.upload_id, diff, now)
-                failpoint("apply.mid")
             write_accounts(conn, upload.lea_id, upload.upload_id, planned.entities["staff"], now)
         status = "applied" if planned.decision == "apply" else planned.decision
         planned.recorded = ledger.Decision(
