@@ -277,10 +277,6 @@ class SftpResource(dg.ConfigurableResource):
 
     # Listing -----------------------------------------------------------------------------
 
-    def list_lea_folders(self) -> list[str]:
-        with self.session() as sftp:
-            return _lea_folders(sftp)
-
     def list_inboxes(self) -> InboxListing:
         """Every LEA folder's inbox in one connection (the sensor's whole tick).
 
@@ -437,10 +433,6 @@ class _HeldConnection:
         if self.client is not None:
             self.client.close()
         self.client = self.sftp = None
-
-
-def _lea_folders(sftp: paramiko.SFTPClient) -> list[str]:
-    return [e.name for e in _entries(sftp, "/") if LEA_FOLDER.match(e.name) and e.kind == "dir"]
 
 
 def _kind(mode: int) -> str:
