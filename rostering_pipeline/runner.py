@@ -15,7 +15,10 @@ from .defs.partitions import lea_partitions
 
 SENSOR = "lea_inbox_sensor"
 JOB = "sync_upload"
-SOURCE_KEY_TAG = "rostering/source_key"
+#: Dagster's tag for a sensor run's run key (the daemon sets it on the runs it launches; the
+#: runs `sync_once` executes in-process set it too: a run key that succeeded either way is
+#: not run again).
+RUN_KEY_TAG = "dagster/run_key"
 #: The process a run executes in when `sync_once` runs it in-process: "<host>:<pid>:<start>".
 PROCESS_TAG = "rostering/process"
 UNFINISHED = [
@@ -76,7 +79,7 @@ def sync_once(
             partition_key=request.partition_key,
             tags={
                 **request.tags,
-                SOURCE_KEY_TAG: request.run_key or "",
+                RUN_KEY_TAG: request.run_key or "",
                 PROCESS_TAG: _this_process(),
             },
             raise_on_error=False,
@@ -102,7 +105,7 @@ def _already_succeeded(instance: dg.DagsterInstance, key: str | None) -> bool:
     if not key:
         return False
     records = instance.get_run_records(
-        dg.RunsFilter(tags={SOURCE_KEY_TAG: key}, statuses=[dg.DagsterRunStatus.SUCCESS]),
+        dg.RunsFilter(tags={RUN_KEY_TAG: key}, statuses=[dg.DagsterRunStatus.SUCCESS]),
         limit=1,
     )
     return bool(records)

@@ -10,12 +10,9 @@ from rostering_pipeline.defs.partitions import lea_partitions
 from rostering_pipeline.ingest import UNREAD_TAG
 from rostering_pipeline.settings import IngestSettings, env_number
 from rostering_pipeline.sftp import NotARealFolder, SftpResource
-from rostering_pipeline.uploads import CompleteUpload, scan_inboxes
+from rostering_pipeline.uploads import UPLOAD_KEY_TAG, CompleteUpload, scan_inboxes
 from rostering_pipeline.warehouse import WarehouseResource
 
-#: Every sync run names the upload it is for (the inbox listing's source key), so the sensor
-#: can tell an upload whose runs all failed from one that is queued, running or done.
-UPLOAD_KEY_TAG = "rostering/upload_key"
 #: Runs the sensor starts again by itself for an upload whose runs failed (a crash, a
 #: restart, a dropped connection); past this, an operator re-executes (see the README).
 MAX_AUTOMATIC_RETRIES = 3

@@ -12,10 +12,8 @@ from rostering_pipeline.notify import Notifier
 from rostering_pipeline.outbox import deliver_failure_notice
 from rostering_pipeline.settings import IngestSettings
 from rostering_pipeline.sftp import SftpResource
-from rostering_pipeline.uploads import Upload
+from rostering_pipeline.uploads import UPLOAD_KEY_TAG, Upload
 from rostering_pipeline.warehouse import WarehouseResource
-
-SOURCE_KEY_TAGS = ("rostering/source_key", "dagster/run_key")
 
 
 @dg.run_failure_sensor(
@@ -75,18 +73,17 @@ def sync_run_failure_sensor(
 def _upload_of(
     conn: duckdb.DuckDBPyConnection, run: dg.DagsterRun, settings: IngestSettings
 ) -> Upload | None:
-    """The upload a run worked on: its replay config, its source key tag, or its run id."""
+    """The upload a run worked on: its replay config, its upload key tag, or its run id."""
     archive = Path(settings.archive_root)
     replay = ((run.run_config or {}).get("ops", {}).get("raw_upload", {}).get("config", {})).get(
         "replay_upload_id"
     )
     if replay:
         return find_upload(conn, archive, upload_id=replay)
-    for tag in SOURCE_KEY_TAGS:
-        if run.tags.get(tag):
-            found = find_upload(conn, archive, source_key=run.tags[tag])
-            if found:
-                return found
+    if run.tags.get(UPLOAD_KEY_TAG):
+        found = find_upload(conn, archive, source_key=run.tags[UPLOAD_KEY_TAG])
+        if found:
+            return found
     row = conn.execute(
         "select upload_id from ingest.uploads where run_id = ?", [run.run_id]
     ).fetchone()
