@@ -1,24 +1,8 @@
-"""The DuckDB warehouse: its tables (a contract other systems query) and how steps reach it.
-
-DuckDB lets one process open a file at a time. Every step reaches the file through
-`WarehouseResource.connect`, which waits (bounded) while another process holds it: that one
-mechanism serialises access, for exactly as long as each connection is open. (A Dagster pool
-around whole steps was tried: its slot stayed held while steps loaded inputs and logged, and
-blocked steps poll for it at 1 s and slower, which capped a busy morning at one LEA every
-~3.8 s; benchmarks/bench_orchestration.py.)
-"""
+"""The warehouse's tables of record (a contract other systems query), and their upkeep."""
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
-import dagster as dg
 import duckdb
-import polars as pl
 
 DDL = """
 create schema if not exists ingest;
@@ -110,91 +94,6 @@ create table if not exists roster.changes (
     applied_at timestamptz not null
 );
 """
-
-
-#: How frames reach DuckDB: with Arrow's classic strings (a copy), unless the query reads the
-#: frame whole. DuckDB pushes join filters (IN lists) into Arrow scans, and pyarrow has no
-#: `is_in` for polars' string views, so a join with a frame of views can fail, depending on
-#: the plan DuckDB picks (DuckDB 1.5.6, pyarrow 26; test_warehouse).
-CLASSIC_STRINGS = pl.CompatLevel.oldest()
-STRING_VIEWS = pl.CompatLevel.newest()
-
-#: Longest pause between attempts to open a warehouse another process holds.
-MAX_LOCK_POLL_SECONDS = 0.25
-
-
-class WarehouseBusy(duckdb.IOException):
-    """Another process held the warehouse for longer than the resource waits (a DuckDB
-    IOException, as the lock error it replaces)."""
-
-
-class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB file holding ingest, quality and roster schemas."""
-
-    path: str = "data/warehouse.duckdb"
-    lock_timeout_seconds: float = 600.0
-
-    @contextmanager
-    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the warehouse, waiting (bounded) while another process holds DuckDB's lock."""
-        path = Path(self.path)
-        read_only = read_only and path.exists()
-        if not read_only:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        started = time.monotonic()
-        delay = 0.02
-        while True:
-            try:
-                conn = duckdb.connect(str(path), read_only=read_only)
-                break
-            except duckdb.IOException as error:
-                if "lock" not in str(error).lower():
-                    raise
-                waited = time.monotonic() - started
-                if waited > self.lock_timeout_seconds:
-                    raise WarehouseBusy(
-                        f"The warehouse {path} was held by another process for {waited:.0f} s "
-                        f"({error}). Nothing was written; the run can be re-executed once that "
-                        "process finishes (dagster runs, or a DuckDB shell left open)."
-                    ) from None
-                # Short, jittered polls: a connection is held for one transaction, and
-                # several runs waiting must not retry in lockstep.
-                time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, MAX_LOCK_POLL_SECONDS)
-        waited = time.monotonic() - started
-        if waited > 2.0:
-            dg.get_dagster_logger().info(
-                f"waited {waited:.1f} s for the warehouse: another run was using it"
-            )
-        try:
-            # Text comes back as Arrow string views, which polars takes without copying.
-            conn.execute("set produce_arrow_string_view = true")
-            # No vacuum at checkpoints: merging row groups after a big LEA's apply costs
-            # about a second per million students; compact_roster does it nightly instead.
-            conn.execute("set max_vacuum_tasks = 0")
-            if not read_only:
-                conn.execute(DDL)
-                path.chmod(0o600)
-            yield conn
-        finally:
-            conn.close()
-
-
-@contextmanager
-def registered(
-    conn: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame, *, read_whole: bool = False
-) -> Iterator[None]:
-    """`frame` readable in SQL as `name` for the block, through Arrow.
-
-    `read_whole` promises that no filter can reach the frame's scan (an insert from it, or
-    one side of a full outer join): its strings are then handed over as polars holds them,
-    without a copy (at 1M students ~0.1 s and ~100 MB less)."""
-    level = STRING_VIEWS if read_whole else CLASSIC_STRINGS
-    conn.register(name, frame.to_arrow(compat_level=level))
-    try:
-        yield
-    finally:
-        conn.unregister(name)
 
 
 #: Tables whose rows are deleted and replaced as uploads apply (roster.changes only grows).
