@@ -7,10 +7,13 @@ import sys
 import time
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import polars as pl
 import pytest
 
+from rostering_pipeline.defs.roster.sensors import blackout_release_sensor
+from rostering_pipeline.lea_settings import LeaSettingsResource
 from rostering_pipeline.warehouse import WarehouseBusy, WarehouseResource, registered
 
 HOLD = """
@@ -60,6 +63,36 @@ def test_a_warehouse_held_past_the_bound_is_a_clear_error(tmp_path: Path) -> Non
     message = str(raised.value)
     assert str(path) in message
     assert "held by another process" in message and "re-executed" in message
+
+
+def test_a_sensor_tick_gives_up_on_a_busy_warehouse_within_its_short_wait(tmp_path: Path) -> None:
+    # A tick waits a moment at most (the warehouse's one lock policy), never the seconds a run
+    # applying a big LEA holds the file: the next tick tries again.
+    path = tmp_path / "warehouse.duckdb"
+    with WarehouseResource(path=str(path)).connect():
+        pass
+    settings = tmp_path / "lea_settings.toml"
+    settings.write_text("[defaults]\n")
+    resources = {
+        "warehouse": WarehouseResource(path=str(path)),
+        "lea_settings": LeaSettingsResource(path=str(settings)),
+    }
+    holder = _hold(path, 20.0)
+    try:
+        with (
+            dg.DagsterInstance.ephemeral() as instance,
+            dg.build_sensor_context(instance=instance, resources=resources) as context,
+        ):
+            started = time.monotonic()
+            result = blackout_release_sensor(context)
+            waited = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+
+    assert isinstance(result, dg.SkipReason)
+    assert "busy" in (result.skip_message or "")
+    assert waited < 3
 
 
 def test_a_registered_frame_can_be_filtered_by_a_join(tmp_path: Path) -> None:

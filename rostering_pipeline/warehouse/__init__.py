@@ -9,9 +9,12 @@ connection `WarehouseResource.connect` yields.
 from .connection import (
     CLASSIC_STRINGS,
     STRING_VIEWS,
+    WAREHOUSE_ERRORS,
+    Connection,
     WarehouseBusy,
     WarehouseResource,
     registered,
+    transaction,
 )
 from .schema import COMPACTED_TABLES, DDL, compact_roster
 
@@ -20,8 +23,11 @@ __all__ = [
     "COMPACTED_TABLES",
     "DDL",
     "STRING_VIEWS",
+    "WAREHOUSE_ERRORS",
+    "Connection",
     "WarehouseBusy",
     "WarehouseResource",
     "compact_roster",
     "registered",
+    "transaction",
 ]

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 import duckdb
@@ -32,10 +33,25 @@ STRING_VIEWS = pl.CompatLevel.newest()
 #: Longest pause between attempts to open a warehouse another process holds.
 MAX_LOCK_POLL_SECONDS = 0.25
 
+#: What a connection to the warehouse is, for the functions of this package that take one.
+Connection = duckdb.DuckDBPyConnection
 
-class WarehouseBusy(duckdb.IOException):
-    """Another process held the warehouse for longer than the resource waits (a DuckDB
-    IOException, as the lock error it replaces)."""
+#: Who is waiting for the file, and so how long they wait while another process holds it:
+#: a run's step queues behind the other runs (the resource's `lock_timeout_seconds`); a
+#: sensor tick stays short (a busy warehouse postpones its work to the next tick, and a
+#: tick reading it must not delay every inbox's next look); the run-failure sensor sees
+#: each failure once, so it waits longer to record it.
+Waiter = Literal["run", "sensor_tick", "failure_sensor"]
+SENSOR_WAIT_SECONDS: dict[Waiter, float] = {"sensor_tick": 0.5, "failure_sensor": 30.0}
+
+
+class WarehouseBusy(Exception):
+    """Another process held the warehouse for longer than its caller waits."""
+
+
+#: What a call into the warehouse may raise that a caller doing best-effort bookkeeping (a
+#: sensor) catches and tries again later: the file busy, missing tables, a database error.
+WAREHOUSE_ERRORS: tuple[type[Exception], ...] = (WarehouseBusy, duckdb.Error)
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -45,8 +61,10 @@ class WarehouseResource(dg.ConfigurableResource):
     lock_timeout_seconds: float = 600.0
 
     @contextmanager
-    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the warehouse, waiting (bounded) while another process holds DuckDB's lock."""
+    def connect(self, *, read_only: bool = False, waiter: Waiter = "run") -> Iterator[Connection]:
+        """Open the warehouse, waiting (bounded, as long as `waiter` waits) while another
+        process holds DuckDB's lock; WarehouseBusy past that."""
+        timeout = SENSOR_WAIT_SECONDS.get(waiter, self.lock_timeout_seconds)
         path = Path(self.path)
         read_only = read_only and path.exists()
         if not read_only:
@@ -61,7 +79,7 @@ class WarehouseResource(dg.ConfigurableResource):
                 if "lock" not in str(error).lower():
                     raise
                 waited = time.monotonic() - started
-                if waited > self.lock_timeout_seconds:
+                if waited > timeout:
                     raise WarehouseBusy(
                         f"The warehouse {path} was held by another process for {waited:.0f} s "
                         f"({error}). Nothing was written; the run can be re-executed once that "
@@ -91,8 +109,20 @@ class WarehouseResource(dg.ConfigurableResource):
 
 
 @contextmanager
+def transaction(conn: Connection) -> Iterator[None]:
+    """All the block's writes, or none of them."""
+    conn.execute("begin transaction")
+    try:
+        yield
+        conn.execute("commit")
+    except BaseException:
+        conn.execute("rollback")
+        raise
+
+
+@contextmanager
 def registered(
-    conn: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame, *, read_whole: bool = False
+    conn: Connection, name: str, frame: pl.DataFrame, *, read_whole: bool = False
 ) -> Iterator[None]:
     """`frame` readable in SQL as `name` for the block, through Arrow.
 

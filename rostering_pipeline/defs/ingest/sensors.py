@@ -3,7 +3,6 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-import duckdb
 
 from rostering_pipeline.defs.jobs import sync_upload_job
 from rostering_pipeline.defs.partitions import lea_partitions
@@ -11,14 +10,11 @@ from rostering_pipeline.ingest import UNREAD_TAG
 from rostering_pipeline.settings import IngestSettings, env_number
 from rostering_pipeline.sftp import NotARealFolder, SftpResource
 from rostering_pipeline.uploads import UPLOAD_KEY_TAG, CompleteUpload, scan_inboxes
-from rostering_pipeline.warehouse import WarehouseResource
+from rostering_pipeline.warehouse import WAREHOUSE_ERRORS, WarehouseResource
 
 #: Runs the sensor starts again by itself for an upload whose runs failed (a crash, a
 #: restart, a dropped connection); past this, an operator re-executes (see the README).
 MAX_AUTOMATIC_RETRIES = 3
-#: How long the tick waits for the warehouse; a busy warehouse postpones recovery one tick
-#: (short, so a run applying a large LEA does not delay every inbox's next look).
-WAREHOUSE_WAIT_SECONDS = 0.5
 #: Uploads decided longer ago than this are not looked at again by the recovery pass.
 RECOVERY_WINDOW = timedelta(days=2)
 #: Minimum seconds between ticks (ROSTERING_SENSOR_INTERVAL_SECONDS). Dagster's sensor daemon
@@ -220,9 +216,7 @@ def _recovery_requests(
     apply is idempotent and the report is delivered on the replay. Held uploads wait for an
     operator and are left alone."""
     try:
-        with warehouse.model_copy(update={"lock_timeout_seconds": WAREHOUSE_WAIT_SECONDS}).connect(
-            read_only=True
-        ) as conn:
+        with warehouse.connect(read_only=True, waiter="sensor_tick") as conn:
             rows = conn.execute(
                 "select upload_id, lea_id, source_key,"
                 " case when status = 'received' then null else decided_at end"
@@ -231,7 +225,7 @@ def _recovery_requests(
                 " order by received_at",
                 [datetime.now(UTC) - RECOVERY_WINDOW],
             ).fetchall()
-    except (duckdb.IOException, duckdb.CatalogException) as error:
+    except WAREHOUSE_ERRORS as error:
         # The warehouse is busy (a run holds it) or not created yet: try on the next tick.
         context.log.info(f"recovery pass skipped this tick: {type(error).__name__}")
         return []

@@ -2,7 +2,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 from dagster_shared.error import SerializableErrorInfo
 
 from rostering_pipeline import ledger
@@ -13,7 +12,7 @@ from rostering_pipeline.outbox import deliver_failure_notice
 from rostering_pipeline.settings import IngestSettings
 from rostering_pipeline.sftp import SftpResource
 from rostering_pipeline.uploads import UPLOAD_KEY_TAG, Upload
-from rostering_pipeline.warehouse import WarehouseResource
+from rostering_pipeline.warehouse import WAREHOUSE_ERRORS, Connection, WarehouseResource
 
 
 @dg.run_failure_sensor(
@@ -40,7 +39,7 @@ def sync_run_failure_sensor(
     summary = "; ".join(steps) or (context.failure_event.message or "run failed")[:300]
     upload, status = None, None
     try:
-        with warehouse.model_copy(update={"lock_timeout_seconds": 30}).connect() as conn:
+        with warehouse.connect(waiter="failure_sensor") as conn:
             upload = _upload_of(conn, run, ingest_settings)
             if upload is not None:
                 status = (ledger.status_of(conn, upload.upload_id) or ("received",))[0]
@@ -50,7 +49,7 @@ def sync_run_failure_sensor(
                     upload.upload_id,
                     f"run {run.run_id} failed at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {summary}",
                 )
-    except duckdb.Error as error:
+    except WAREHOUSE_ERRORS as error:
         context.log.warning(f"could not record the failure of run {run.run_id}: {error}")
     # Only an upload still waiting to be decided gets a notice: a held or decided one has its
     # report already, and the LEA is never told otherwise afterwards.
@@ -70,9 +69,7 @@ def sync_run_failure_sensor(
     )
 
 
-def _upload_of(
-    conn: duckdb.DuckDBPyConnection, run: dg.DagsterRun, settings: IngestSettings
-) -> Upload | None:
+def _upload_of(conn: Connection, run: dg.DagsterRun, settings: IngestSettings) -> Upload | None:
     """The upload a run worked on: its replay config, its upload key tag, or its run id."""
     archive = Path(settings.archive_root)
     replay = ((run.run_config or {}).get("ops", {}).get("raw_upload", {}).get("config", {})).get(

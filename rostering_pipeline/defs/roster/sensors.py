@@ -1,11 +1,10 @@
 from datetime import UTC, datetime
 
 import dagster as dg
-import duckdb
 
 from rostering_pipeline.defs.jobs import sync_upload_job
 from rostering_pipeline.lea_settings import LeaSettingsResource
-from rostering_pipeline.warehouse import WarehouseResource
+from rostering_pipeline.warehouse import WAREHOUSE_ERRORS, WarehouseResource
 
 
 @dg.sensor(
@@ -23,15 +22,13 @@ def blackout_release_sensor(
     """Requests one replay run per LEA whose blackout-held upload may now be applied."""
     today = datetime.now(UTC).date()
     try:
-        with warehouse.model_copy(update={"lock_timeout_seconds": 5}).connect(
-            read_only=True
-        ) as conn:
+        with warehouse.connect(read_only=True, waiter="sensor_tick") as conn:
             held = conn.execute(
                 "select lea_id, arg_max(upload_id, received_at), max(received_at)"
                 " from ingest.uploads where status = 'held' and held_by = 'blackout'"
                 " group by lea_id order by lea_id"
             ).fetchall()
-    except duckdb.IOException:
+    except WAREHOUSE_ERRORS:
         return dg.SkipReason("the warehouse is busy; trying again on the next tick")
     runs = []
     for lea_id, upload_id, received_at in held:
