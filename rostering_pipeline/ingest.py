@@ -12,8 +12,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
-
 from . import ledger
 from .outbox import deliver_report
 from .quality import record_rejections
@@ -34,7 +32,8 @@ from .uploads import (
     unsafe_name,
     visible_name,
 )
-from .warehouse import WarehouseResource
+from .warehouse import Connection, WarehouseResource
+from .warehouse import uploads as upload_rows
 
 
 class UploadNotReady(Exception):
@@ -234,7 +233,7 @@ def _sha256(path: Path) -> str:
 
 
 def find_upload(
-    conn: duckdb.DuckDBPyConnection,
+    conn: Connection,
     archive_root: Path,
     *,
     source_key: str | None = None,
@@ -242,17 +241,9 @@ def find_upload(
     latest_of_lea: str | None = None,
 ) -> Upload | None:
     """An upload already received, rebuilt from ingest.uploads and the archive."""
-    if source_key is not None:
-        where, arg = "source_key = ?", source_key
-    elif upload_id is not None:
-        where, arg = "upload_id = ?", upload_id
-    else:
-        where, arg = "lea_id = ?", latest_of_lea
-    row = conn.execute(
-        "select upload_id, lea_id, received_at, source_key, files from ingest.uploads"
-        f" where {where} order by received_at desc, registered_at desc limit 1",
-        [arg],
-    ).fetchone()
+    row = upload_rows.upload_record(
+        conn, source_key=source_key, upload_id=upload_id, latest_of_lea=latest_of_lea
+    )
     return None if row is None else ledger.upload_from_record(archive_root, *row)
 
 

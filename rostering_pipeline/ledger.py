@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
-
 from .uploads import ArchivedFile, RefusedFile, Upload, archive_path
+from .warehouse import Connection
+from .warehouse import uploads as rows
 
 FINAL_STATUSES = ("applied", "rejected", "duplicate", "superseded")
 MANIFEST_FORMAT = 1
@@ -72,141 +72,80 @@ class Decision:
 
 
 def record_received(
-    conn: duckdb.DuckDBPyConnection,
+    conn: Connection,
     archive_root: Path,
     upload: Upload,
     now: datetime,
     run_id: str,
 ) -> None:
     """One row and one manifest per upload; recording the same upload again changes nothing."""
-    conn.execute(
-        "insert into ingest.uploads (upload_id, lea_id, received_at, source_key, fingerprint,"
-        " files, status, registered_at, run_id) values (?, ?, ?, ?, ?, ?, 'received', ?, ?)"
-        " on conflict do nothing",
-        [
-            upload.upload_id,
-            upload.lea_id,
-            upload.received_at,
-            upload.source_key,
-            upload.fingerprint,
-            upload.files_json(),
-            now,
-            run_id,
-        ],
-    )
+    rows.insert_received(conn, upload, now, run_id)
     if not manifest_path(archive_root, upload.lea_id, upload.upload_id).exists():
         _write_manifest(archive_root, upload, [])
 
 
-def status_of(conn: duckdb.DuckDBPyConnection, upload_id: str) -> tuple | None:
+def status_of(conn: Connection, upload_id: str) -> tuple | None:
     """(status, reason, held_by) of an upload, or None when it was never recorded."""
-    return conn.execute(
-        "select status, reason, held_by from ingest.uploads where upload_id = ?", [upload_id]
-    ).fetchone()
+    status = rows.status_of(conn, upload_id)
+    return None if status is None else status[:3]
 
 
-def decide(
-    conn: duckdb.DuckDBPyConnection, upload_id: str, decision: Decision, *, again: bool = False
-) -> bool:
+def decide(conn: Connection, upload_id: str, decision: Decision, *, again: bool = False) -> bool:
     """The upload's decision; True when it was recorded. A final decision stands (an
     operator's always): only a replay decided `again` (a backfill after a rule change) may
     replace an applied or rejected one that no operator made. Every decision recorded joins
     the upload's history in ingest.decisions."""
-    updated = conn.execute(
-        "update ingest.uploads set status = ?, reason = ?, held_by = ?, operator = ?,"
-        " decided_at = ? where upload_id = ? and ((? and operator is null) or status not in ?)"
-        " returning lea_id",
-        [
-            decision.status,
-            decision.reason,
-            decision.held_by,
-            decision.operator,
-            decision.decided_at,
-            upload_id,
-            again and decision.status in ("applied", "rejected"),
-            list(FINAL_STATUSES),
-        ],
-    ).fetchall()
-    _history(conn, upload_id, updated, decision)
-    return bool(updated)
+    lea_id = rows.set_decision(
+        conn,
+        upload_id,
+        decision,
+        final_statuses=FINAL_STATUSES,
+        replace_final=again and decision.status in ("applied", "rejected"),
+    )
+    _history(conn, upload_id, lea_id, decision)
+    return lea_id is not None
 
 
-def hold(conn: duckdb.DuckDBPyConnection, upload_id: str, decision: Decision) -> bool:
+def hold(conn: Connection, upload_id: str, decision: Decision) -> bool:
     """Held by the safeguard: waits for an operator (never over a final decision)."""
-    updated = conn.execute(
-        "update ingest.uploads set status = 'held', held_by = ?, reason = ?, decided_at = ?"
-        " where upload_id = ? and status in ('received', 'held') returning lea_id",
-        [decision.held_by, decision.reason, decision.decided_at, upload_id],
-    ).fetchall()
-    _history(conn, upload_id, updated, decision)
-    return bool(updated)
+    lea_id = rows.set_held(conn, upload_id, decision)
+    _history(conn, upload_id, lea_id, decision)
+    return lea_id is not None
 
 
-def reject_received(conn: duckdb.DuckDBPyConnection, upload_id: str, decision: Decision) -> bool:
+def reject_received(conn: Connection, upload_id: str, decision: Decision) -> bool:
     """Rejected before anything was read (refused inbox entries)."""
-    updated = conn.execute(
-        "update ingest.uploads set status = 'rejected', reason = ?, decided_at = ?"
-        " where upload_id = ? and status = 'received' returning lea_id",
-        [decision.reason, decision.decided_at, upload_id],
-    ).fetchall()
-    _history(conn, upload_id, updated, decision)
-    return bool(updated)
+    lea_id = rows.set_rejected_on_receipt(conn, upload_id, decision)
+    _history(conn, upload_id, lea_id, decision)
+    return lea_id is not None
 
 
-def supersede_held(
-    conn: duckdb.DuckDBPyConnection, upload: Upload, now: datetime
-) -> list[tuple[str, str]]:
+def supersede_held(conn: Connection, upload: Upload, now: datetime) -> list[tuple[str, str]]:
     """Held uploads of the LEA received before `upload`, which was just applied, are
     superseded by it; returns their (lea_id, upload_id)."""
     reason = f"held, then replaced by the newer upload {upload.upload_id}"
-    superseded = conn.execute(
-        "update ingest.uploads set status = 'superseded', decided_at = ?, reason = ?"
-        " where lea_id = ? and status = 'held' and received_at < ? returning lea_id, upload_id",
-        [now, reason, upload.lea_id, upload.received_at],
-    ).fetchall()
+    superseded = rows.set_superseded(conn, upload.lea_id, upload.received_at, reason, now)
     decision = Decision("superseded", reason, now, by=f"newer upload {upload.upload_id}")
     for lea_id, upload_id in superseded:
-        _history(conn, upload_id, [(lea_id,)], decision)
+        _history(conn, upload_id, lea_id, decision)
     return superseded
 
 
-def decisions_of(conn: duckdb.DuckDBPyConnection, upload_id: str) -> list[tuple]:
+def decisions_of(conn: Connection, upload_id: str) -> list[tuple]:
     """The upload's decisions in order: (status, reason, operator, decided_by, decided_at)."""
-    return conn.execute(
-        "select status, reason, operator, decided_by, decided_at from ingest.decisions"
-        " where upload_id = ? order by decided_at",
-        [upload_id],
-    ).fetchall()
+    return rows.decisions_of(conn, upload_id)
 
 
-def _history(
-    conn: duckdb.DuckDBPyConnection, upload_id: str, updated: list, decision: Decision
-) -> None:
-    if not updated:
+def _history(conn: Connection, upload_id: str, lea_id: str | None, decision: Decision) -> None:
+    if lea_id is None:
         return
-    conn.execute(
-        "insert into ingest.decisions (upload_id, lea_id, status, reason, held_by, operator,"
-        " decided_by, changes, decided_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            upload_id,
-            updated[0][0],
-            decision.status,
-            decision.reason,
-            decision.held_by,
-            decision.operator,
-            decision.by if decision.operator is None else f"operator ({decision.operator})",
-            None if decision.changes is None else json.dumps(decision.changes),
-            decision.decided_at,
-        ],
-    )
+    decided_by = decision.by if decision.operator is None else f"operator ({decision.operator})"
+    rows.insert_decision(conn, upload_id, lea_id, decision, decided_by)
 
 
-def note_failure(conn: duckdb.DuckDBPyConnection, upload_id: str, note: str) -> None:
+def note_failure(conn: Connection, upload_id: str, note: str) -> None:
     """Why the upload's run failed, on an upload still waiting to be decided."""
-    conn.execute(
-        "update ingest.uploads set reason = ? where upload_id = ? and status = 'received'",
-        [note[:2000], upload_id],
-    )
+    rows.set_failure_note(conn, upload_id, note[:2000])
 
 
 # -- the manifest --------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from .roster.store import LoginTaken
 from .upload_spec.rejections import rejection_frame
 from .upload_spec.validate import validate_upload
 from .uploads import Upload
+from .warehouse import uploads as upload_rows
 
 
 @dataclass
@@ -48,7 +49,7 @@ def rebuild(
     """Replay the archive into the empty warehouse behind `conn`.
 
     `settings_for` gives an LEA's settings for decisions whose manifest carries none."""
-    if conn.execute("select count(*) from ingest.uploads").fetchone()[0]:
+    if upload_rows.upload_count(conn):
         raise ValueError("rebuild writes into an empty warehouse only: this one has uploads")
     uploads: dict[str, Upload] = {}
     events: list[tuple[datetime, str, ledger.Decision]] = []

@@ -10,6 +10,7 @@ import polars as pl
 
 from rostering_pipeline.roster.diff import KEY_SEPARATOR
 from rostering_pipeline.upload_spec.files import BY_ENTITY, ENTITIES
+from rostering_pipeline.warehouse import uploads as upload_rows
 
 
 def roster_as_of(
@@ -24,10 +25,7 @@ def roster_as_of(
         [lea_id, upload_id],
     ).fetchone()[0]
     if cutoff is None:
-        cutoff = conn.execute(
-            "select decided_at from ingest.uploads where lea_id = ? and upload_id = ?",
-            [lea_id, upload_id],
-        ).fetchone()
+        cutoff = upload_rows.decided_at(conn, lea_id, upload_id)
         if cutoff is None:
             raise KeyError(f"LEA {lea_id} has no upload {upload_id} in ingest.uploads")
         cutoff = cutoff[0]

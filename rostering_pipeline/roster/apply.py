@@ -9,8 +9,9 @@ import duckdb
 from .. import ledger
 from ..upload_spec.validate import ValidatedUpload
 from ..uploads import Upload
+from ..warehouse import uploads as upload_rows
 from .plan import RosterDiff, plan_upload
-from .store import last_applied_upload, write_accounts, write_diff
+from .store import write_accounts, write_diff
 
 
 def apply_upload(
@@ -28,7 +29,7 @@ def apply_upload(
     """
     conn.execute("begin transaction")
     try:
-        last = last_applied_upload(conn, upload.lea_id)
+        last = upload_rows.last_applied(conn, upload.lea_id)
         if (last[0] if last else None) != planned.base_upload_id:
             planned = plan_upload(
                 conn,

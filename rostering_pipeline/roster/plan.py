@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-import duckdb
-
 from ..lea_settings import DEFAULT_SETTINGS, LeaSettings
 from ..ledger import FINAL_STATUSES, Decision
 from ..upload_spec.validate import ValidatedUpload
 from ..uploads import Upload
+from ..warehouse import Connection
+from ..warehouse import uploads as upload_rows
 from .diff import EntityDiff
-from .store import applied_counts, diff_with_roster, last_applied_upload
+from .store import applied_counts, diff_with_roster
 
 
 @dataclass
@@ -43,7 +43,7 @@ class RosterDiff:
 
 
 def plan_upload(
-    conn: duckdb.DuckDBPyConnection,
+    conn: Connection,
     upload: Upload,
     validated: ValidatedUpload,
     settings: LeaSettings = DEFAULT_SETTINGS,
@@ -60,11 +60,8 @@ def plan_upload(
     the roster makes this a no-op when nothing changed.
     """
     today = today or datetime.now(UTC).date()
-    status = conn.execute(
-        "select status, reason, held_by, operator from ingest.uploads where upload_id = ?",
-        [upload.upload_id],
-    ).fetchone()
-    last = last_applied_upload(conn, upload.lea_id)
+    status = upload_rows.status_of(conn, upload.upload_id)
+    last = upload_rows.last_applied(conn, upload.lea_id)
     base = last[0] if last else None
 
     def decided(decision: str, reason: str, held_by: str | None = None) -> RosterDiff:
@@ -97,7 +94,7 @@ def plan_upload(
         return decided("rejected", "the upload has faults that stop it as a whole; see rejections")
     if last and upload.received_at < last[1]:
         return decided("superseded", f"an upload received later ({last[0]}) is already applied")
-    if last and not again and _fingerprint(conn, last[0]) == upload.fingerprint:
+    if last and not again and upload_rows.fingerprint_of(conn, last[0]) == upload.fingerprint:
         return decided("duplicate", f"the same files as {last[0]}, already applied")
     blackout = settings.blackout_on(upload.received_at.date())
     if blackout and today <= blackout.end:
@@ -128,10 +125,3 @@ def plan_upload(
         withheld = sum(d.withheld_drops for d in diffs.values())
         plan.reason = f"additions-only mode: {withheld} records missing from the upload were kept"
     return plan
-
-
-def _fingerprint(conn: duckdb.DuckDBPyConnection, upload_id: str) -> str | None:
-    row = conn.execute(
-        "select fingerprint from ingest.uploads where upload_id = ?", [upload_id]
-    ).fetchone()
-    return row[0] if row else None

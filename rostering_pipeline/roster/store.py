@@ -74,17 +74,6 @@ def applied_counts(conn: duckdb.DuckDBPyConnection, lea_id: str) -> dict[str, in
     }
 
 
-def last_applied_upload(
-    conn: duckdb.DuckDBPyConnection, lea_id: str
-) -> tuple[str, datetime] | None:
-    row = conn.execute(
-        "select upload_id, received_at from ingest.uploads where lea_id = ? and status = 'applied'"
-        " order by received_at desc, upload_id desc limit 1",
-        [lea_id],
-    ).fetchone()
-    return (row[0], row[1]) if row else None
-
-
 def write_diff(
     conn: duckdb.DuckDBPyConnection,
     lea_id: str,

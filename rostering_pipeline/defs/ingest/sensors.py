@@ -11,6 +11,7 @@ from rostering_pipeline.settings import IngestSettings, env_number
 from rostering_pipeline.sftp import NotARealFolder, SftpResource
 from rostering_pipeline.uploads import UPLOAD_KEY_TAG, CompleteUpload, scan_inboxes
 from rostering_pipeline.warehouse import WAREHOUSE_ERRORS, WarehouseResource
+from rostering_pipeline.warehouse import uploads as upload_rows
 
 #: Runs the sensor starts again by itself for an upload whose runs failed (a crash, a
 #: restart, a dropped connection); past this, an operator re-executes (see the README).
@@ -217,14 +218,7 @@ def _recovery_requests(
     operator and are left alone."""
     try:
         with warehouse.connect(read_only=True, waiter="sensor_tick") as conn:
-            rows = conn.execute(
-                "select upload_id, lea_id, source_key,"
-                " case when status = 'received' then null else decided_at end"
-                " from ingest.uploads"
-                " where status = 'received' or (status <> 'held' and decided_at > ?)"
-                " order by received_at",
-                [datetime.now(UTC) - RECOVERY_WINDOW],
-            ).fetchall()
+            rows = upload_rows.recovery_candidates(conn, datetime.now(UTC) - RECOVERY_WINDOW)
     except WAREHOUSE_ERRORS as error:
         # The warehouse is busy (a run holds it) or not created yet: try on the next tick.
         context.log.info(f"recovery pass skipped this tick: {type(error).__name__}")

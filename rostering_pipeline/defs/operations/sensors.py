@@ -13,6 +13,7 @@ from rostering_pipeline.settings import IngestSettings
 from rostering_pipeline.sftp import SftpResource
 from rostering_pipeline.uploads import UPLOAD_KEY_TAG, Upload
 from rostering_pipeline.warehouse import WAREHOUSE_ERRORS, Connection, WarehouseResource
+from rostering_pipeline.warehouse import uploads as upload_rows
 
 
 @dg.run_failure_sensor(
@@ -81,10 +82,8 @@ def _upload_of(conn: Connection, run: dg.DagsterRun, settings: IngestSettings) -
         found = find_upload(conn, archive, source_key=run.tags[UPLOAD_KEY_TAG])
         if found:
             return found
-    row = conn.execute(
-        "select upload_id from ingest.uploads where run_id = ?", [run.run_id]
-    ).fetchone()
-    return find_upload(conn, archive, upload_id=row[0]) if row else None
+    upload_id = upload_rows.upload_id_of_run(conn, run.run_id)
+    return find_upload(conn, archive, upload_id=upload_id) if upload_id else None
 
 
 def _root_cause(error: SerializableErrorInfo) -> str:

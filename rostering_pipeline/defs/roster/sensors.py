@@ -5,6 +5,7 @@ import dagster as dg
 from rostering_pipeline.defs.jobs import sync_upload_job
 from rostering_pipeline.lea_settings import LeaSettingsResource
 from rostering_pipeline.warehouse import WAREHOUSE_ERRORS, WarehouseResource
+from rostering_pipeline.warehouse import uploads as upload_rows
 
 
 @dg.sensor(
@@ -23,11 +24,7 @@ def blackout_release_sensor(
     today = datetime.now(UTC).date()
     try:
         with warehouse.connect(read_only=True, waiter="sensor_tick") as conn:
-            held = conn.execute(
-                "select lea_id, arg_max(upload_id, received_at), max(received_at)"
-                " from ingest.uploads where status = 'held' and held_by = 'blackout'"
-                " group by lea_id order by lea_id"
-            ).fetchall()
+            held = upload_rows.newest_blackout_held(conn)
     except WAREHOUSE_ERRORS:
         return dg.SkipReason("the warehouse is busy; trying again on the next tick")
     runs = []
