@@ -23,11 +23,11 @@ from .lea_settings import LeaSettings
 from .quality import record_rejections
 from .roster.apply import apply_upload
 from .roster.plan import plan_upload
-from .roster.store import LoginTaken
 from .upload_spec.rejections import rejection_frame
 from .upload_spec.validate import validate_upload
 from .uploads import Upload
 from .warehouse import uploads as upload_rows
+from .warehouse.roster import LoginTaken, other_leas_logins
 
 
 @dataclass
@@ -99,16 +99,12 @@ def _replay(
         record_rejections(conn, upload, rejection_frame(refusal_rejections(upload)), now)
         ledger.reject_received(conn, upload.upload_id, decision)
         return
-    taken = conn.execute(
-        "select lower(username) from roster.accounts where lea_id <> ? and status = 'active'",
-        [upload.lea_id],
-    ).fetchall()
     validated = validate_upload(
         upload.lea_id,
         upload.read_files(),
         upload.received_at.date(),
         class_types=settings.oneroster_class_types,
-        taken_logins=frozenset(u for (u,) in taken if u),
+        taken_logins=other_leas_logins(conn, upload.lea_id),
     )
     record_rejections(conn, upload, validated.rejections, now)
     plan = plan_upload(

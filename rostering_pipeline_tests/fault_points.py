@@ -33,7 +33,7 @@ def fail_at(monkeypatch: pytest.MonkeyPatch, setting: str) -> None:
     writes_before = POINTS[point]
     if action not in ("kill", "raise"):
         raise ValueError(f"{setting}: the action is kill or raise")
-    write_diff = apply.write_diff
+    write_diff = apply.write_entity_diff
     done = 0
 
     def faulty_write_diff(conn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -48,7 +48,7 @@ def fail_at(monkeypatch: pytest.MonkeyPatch, setting: str) -> None:
         done += 1
         return write_diff(conn, *args, **kwargs)
 
-    monkeypatch.setattr(apply, "write_diff", faulty_write_diff)
+    monkeypatch.setattr(apply, "write_entity_diff", faulty_write_diff)
 
 
 class _CopyOntoAFullDisk(sftp._LocalCopy):

@@ -13,12 +13,12 @@ import pytest
 from rostering_pipeline import ledger
 from rostering_pipeline.roster.apply import apply_upload
 from rostering_pipeline.roster.plan import plan_upload
-from rostering_pipeline.roster.store import LoginTaken
 from rostering_pipeline.upload_spec.files import ENTITIES
 from rostering_pipeline.upload_spec.rules import LOGIN_TAKEN
 from rostering_pipeline.upload_spec.validate import validate_upload
 from rostering_pipeline.uploads import ArchivedFile, Upload, make_upload
 from rostering_pipeline.warehouse import WarehouseResource
+from rostering_pipeline.warehouse.roster import LoginTaken
 from rostering_pipeline_tests.conftest import Pipeline
 from rostering_pipeline_tests.uploads import day_one
 

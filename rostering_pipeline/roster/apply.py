@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-import duckdb
-
 from .. import ledger
 from ..upload_spec.validate import ValidatedUpload
 from ..uploads import Upload
+from ..warehouse import Connection, transaction
 from ..warehouse import uploads as upload_rows
+from ..warehouse.roster import write_accounts, write_entity_diff
 from .plan import RosterDiff, plan_upload
-from .store import write_accounts, write_diff
 
 
 def apply_upload(
-    conn: duckdb.DuckDBPyConnection,
+    conn: Connection,
     upload: Upload,
     validated: ValidatedUpload,
     planned: RosterDiff,
@@ -27,8 +26,7 @@ def apply_upload(
     If another upload of the LEA was applied since `planned` was computed, the plan is made
     again inside the transaction, so an older roster is never the base of a write.
     """
-    conn.execute("begin transaction")
-    try:
+    with transaction(conn):
         last = upload_rows.last_applied(conn, upload.lea_id)
         if (last[0] if last else None) != planned.base_upload_id:
             planned = plan_upload(
@@ -42,7 +40,7 @@ def apply_upload(
             )
         if planned.decision == "apply":
             for diff in planned.entities.values():
-                write_diff(conn, upload.lea_id, upload.upload_id, diff, now)
+                write_entity_diff(conn, upload.lea_id, upload.upload_id, diff, now)
             write_accounts(conn, upload.lea_id, upload.upload_id, planned.entities["staff"], now)
         status = "applied" if planned.decision == "apply" else planned.decision
         planned.recorded = ledger.Decision(
@@ -58,8 +56,4 @@ def apply_upload(
             planned.recorded = None  # an earlier decision stands: nothing new to record
         if status == "applied":
             planned.superseded = ledger.supersede_held(conn, upload, now)
-        conn.execute("commit")
-    except BaseException:
-        conn.execute("rollback")
-        raise
     return planned

@@ -11,8 +11,9 @@ from ..upload_spec.validate import ValidatedUpload
 from ..uploads import Upload
 from ..warehouse import Connection
 from ..warehouse import uploads as upload_rows
+from ..warehouse.roster import applied_counts
 from .diff import EntityDiff
-from .store import applied_counts, diff_with_roster
+from .store import diff_with_roster
 
 
 @dataclass

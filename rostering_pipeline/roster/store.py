@@ -1,28 +1,22 @@
-"""Reading and writing the applied roster in the warehouse, in bulk through Arrow."""
+"""An upload's diff against the LEA's applied roster, read from the warehouse."""
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
-
-import duckdb
-import polars as pl
-
-from ..upload_spec.files import BY_ENTITY, ENTITIES
-from ..upload_spec.reading import LINE
+from ..upload_spec.files import ENTITIES
 from ..upload_spec.validate import ValidatedUpload
-from ..warehouse import registered
+from ..warehouse import Connection
+from ..warehouse.roster import differing_rows
 from .diff import EntityDiff, diff_entity, kept_keys
 
 
 def diff_with_roster(
-    conn: duckdb.DuckDBPyConnection, validated: ValidatedUpload, *, drops_allowed: bool = True
+    conn: Connection, validated: ValidatedUpload, *, drops_allowed: bool = True
 ) -> dict[str, EntityDiff]:
     """Each entity's changes from the LEA's applied roster to the validated upload; a
     rejected row, the rows that hang off it and the rows it names are never read as drops
-    (`kept_keys`)."""
+    (`kept_keys`). Only the rows that differ leave the warehouse (`differing_rows`)."""
     differing = {
-        entity: _differing_rows(conn, validated.lea_id, entity, validated.tables[entity])
+        entity: differing_rows(conn, validated.lea_id, entity, validated.tables[entity])
         for entity in ENTITIES
     }
     kept = kept_keys(validated.rejected_keys, {e: d[0] for e, d in differing.items()})
@@ -30,188 +24,3 @@ def diff_with_roster(
         entity: diff_entity(entity, current, snapshot, kept[entity], drops_allowed=drops_allowed)
         for entity, (current, snapshot) in differing.items()
     }
-
-
-def _differing_rows(
-    conn: duckdb.DuckDBPyConnection, lea_id: str, entity: str, table: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The applied rows and the upload's rows (with `_line`) of one entity that differ.
-
-    DuckDB full-joins the two on the entity's key and keeps the pairs that differ in any
-    column (a null equals a null) and the rows with no partner: drops and the old side of
-    updates in the first frame, adds and the new side of updates in the second. A row
-    unchanged on both sides is in neither, so diffing these frames gives exactly the
-    changes a diff of the whole roster would, without bringing an LEA's unchanged millions
-    of rows out of DuckDB."""
-    spec = BY_ENTITY[entity]
-    columns, first = spec.columns, spec.key[0]
-    on = " and ".join(f"r.{k} = s.{k}" for k in spec.key)
-    differ = [f"r.{c} is distinct from s.{c}" for c in columns if c not in spec.key]
-    pairs = ", ".join([f'r.{c} as "r.{c}", s.{c} as "s.{c}"' for c in columns] + [f"s.{LINE}"])
-    with registered(conn, "_snapshot", table.select(*columns, LINE), read_whole=True):
-        found = conn.execute(
-            f"select {pairs} from (select {', '.join(columns)} from roster.{entity}"
-            f" where lea_id = ?) r full join _snapshot s on {on}"
-            f" where r.{first} is null or s.{first} is null" + "".join(f" or {d}" for d in differ),
-            [lea_id],
-        ).pl()
-    current = found.filter(pl.col(f"r.{first}").is_not_null()).select(
-        pl.col(f"r.{c}").alias(c) for c in columns
-    )
-    snapshot = found.filter(pl.col(f"s.{first}").is_not_null()).select(
-        *(pl.col(f"s.{c}").alias(c) for c in columns), LINE
-    )
-    return current, snapshot
-
-
-def applied_counts(conn: duckdb.DuckDBPyConnection, lea_id: str) -> dict[str, int]:
-    """How many rows of each entity the LEA has applied."""
-    return {
-        entity: conn.execute(
-            f"select count(*) from roster.{entity} where lea_id = ?", [lea_id]
-        ).fetchone()[0]
-        for entity in ENTITIES
-    }
-
-
-def write_diff(
-    conn: duckdb.DuckDBPyConnection,
-    lea_id: str,
-    upload_id: str,
-    diff: EntityDiff,
-    applied_at: datetime,
-) -> None:
-    """Replace changed rows, insert new ones, delete drops, and log every change.
-
-    Runs inside the caller's transaction; table and column names come from the spec only.
-    """
-    spec = BY_ENTITY[diff.entity]
-    table = f"roster.{diff.entity}"
-    keys = pl.concat([diff.drops.select(spec.key), diff.rows.select(spec.key)])
-    if keys.height:
-        match = " and ".join(f"t.{k} = k.{k}" for k in spec.key)
-        with registered(conn, "changed_keys", keys):
-            conn.execute(
-                f"delete from {table} t using changed_keys k where t.lea_id = ? and {match}",
-                [lea_id],
-            )
-    if diff.rows.height:
-        columns = ", ".join(spec.columns)
-        with registered(conn, "new_rows", diff.rows.select(spec.columns), read_whole=True):
-            conn.execute(
-                f"insert into {table} (lea_id, {columns}, upload_id) "
-                f"select ?, {columns}, ? from new_rows",
-                [lea_id, upload_id],
-            )
-    if diff.changes.height:
-        with registered(conn, "new_changes", diff.changes, read_whole=True):
-            conn.execute(
-                "insert into roster.changes (upload_id, lea_id, entity, key, change,"
-                " old_values, new_values, source_line, applied_at) select ?, ?, ?, key, change,"
-                " old_values, new_values, source_line, ? from new_changes",
-                [upload_id, lea_id, diff.entity, applied_at],
-            )
-
-
-class LoginTaken(RuntimeError):
-    """A login the upload gives a staff member became another LEA's after the upload was
-    validated (the two LEAs' runs overlapped); the apply is refused, so no two LEAs ever
-    share an account."""
-
-
-def write_accounts(
-    conn: duckdb.DuckDBPyConnection, lea_id: str, upload_id: str, staff: EntityDiff, now: datetime
-) -> dict[str, int]:
-    """One login per staff member: created or reactivated on add, renamed on an email change,
-    deactivated (never deleted) on drop.
-
-    Validation rejects a staff row whose email is another LEA's login, but it reads those
-    logins before this transaction: a login another LEA's run created since raises
-    `LoginTaken` here, and the caller's transaction rolls back."""
-    counts = {"created": 0, "reactivated": 0, "renamed": 0, "deactivated": 0, "released": 0}
-    if staff.rows.height:
-        logins = staff.rows.select("staff_id", pl.col("email").str.to_lowercase().alias("username"))
-        with registered(conn, "logins", logins):
-            taken = conn.execute(
-                "select l.staff_id, a.lea_id from logins l join roster.accounts a"
-                " on lower(a.username) = l.username where a.lea_id <> ? and a.status = 'active'"
-                " order by 1, 2",
-                [lea_id],
-            ).fetchall()
-            if taken:
-                raise LoginTaken(
-                    f"LEA {lea_id}: the email of staff_id "
-                    + ", ".join(
-                        f"{staff_id} is the login of an account of LEA {other}"
-                        for staff_id, other in taken
-                    )
-                    + ", created after this upload was validated. Nothing was applied: the"
-                    " upload's next run validates it again, rejects those rows and reports"
-                    " them to the LEA (the sensor starts that run within its automatic"
-                    " retries; past them an operator re-executes it)."
-                )
-            counts["released"] = _release_inactive_logins(conn, lea_id, upload_id, now)
-            counts["reactivated"] = conn.execute(
-                "select count(*) from roster.accounts a join logins l using (staff_id)"
-                " where a.lea_id = ? and a.status = 'inactive'",
-                [lea_id],
-            ).fetchone()[0]
-            counts["renamed"] = conn.execute(
-                "select count(*) from roster.accounts a join logins l using (staff_id)"
-                " where a.lea_id = ? and a.username <> l.username",
-                [lea_id],
-            ).fetchone()[0]
-            conn.execute(
-                "update roster.accounts a set username = l.username, status = 'active',"
-                " deactivated_at = null, updated_at = ? from logins l"
-                " where a.lea_id = ? and a.staff_id = l.staff_id",
-                [now, lea_id],
-            )
-            counts["created"] = conn.execute(
-                "insert into roster.accounts select ?, l.staff_id, l.username, 'active', ?, null, ?"
-                " from logins l where l.staff_id not in"
-                " (select staff_id from roster.accounts where lea_id = ?)",
-                [lea_id, now, now, lea_id],
-            ).fetchone()[0]
-    if staff.drops.height:
-        with registered(conn, "gone", staff.drops):
-            counts["deactivated"] = conn.execute(
-                "update roster.accounts a set status = 'inactive', deactivated_at = ?,"
-                " updated_at = ? from gone g where a.lea_id = ? and a.staff_id = g.staff_id"
-                " and a.status = 'active'",
-                [now, now, lea_id],
-            ).fetchone()[0]
-    return counts
-
-
-def _release_inactive_logins(
-    conn: duckdb.DuckDBPyConnection, lea_id: str, upload_id: str, now: datetime
-) -> int:
-    """Logins this upload gives its staff (the registered `logins`) that an inactive account
-    of another LEA holds pass to this LEA: the old account stays inactive with its history
-    under a released username, and both LEAs' change logs say so (entity `accounts`)."""
-    moved = conn.execute(
-        "select a.lea_id, a.staff_id, a.username, l.staff_id from logins l join roster.accounts a"
-        " on lower(a.username) = l.username where a.lea_id <> ? and a.status = 'inactive'"
-        " order by 1, 2",
-        [lea_id],
-    ).fetchall()
-    for old_lea, old_staff, username, new_staff in moved:
-        released = f"{username} (released {now:%Y-%m-%d} to LEA {lea_id})"
-        conn.execute(
-            "update roster.accounts set username = ?, updated_at = ? where lea_id = ?"
-            " and staff_id = ?",
-            [released, now, old_lea, old_staff],
-        )
-        for lea, staff, old, new in (
-            (old_lea, old_staff, {"username": username}, {"username": released}),
-            (lea_id, new_staff, {"login_of": f"LEA {old_lea} staff_id {old_staff} (inactive)"},
-             {"username": username}),
-        ):  # fmt: skip
-            conn.execute(
-                "insert into roster.changes (upload_id, lea_id, entity, key, change, old_values,"
-                " new_values, source_line, applied_at) values (?, ?, 'accounts', ?, 'update',"
-                " ?, ?, null, ?)",
-                [upload_id, lea, staff, json.dumps(old), json.dumps(new), now],
-            )
-    return len(moved)

@@ -21,6 +21,7 @@ from rostering_pipeline.upload_spec.validate import ValidatedUpload
 from rostering_pipeline.uploads import Upload
 from rostering_pipeline.validated import from_frames
 from rostering_pipeline.warehouse import WarehouseResource
+from rostering_pipeline.warehouse.roster import applied_counts
 
 MASS_DROP_SAFEGUARD = "mass_drop_safeguard"
 RECONCILIATION = "reconciliation"
@@ -218,12 +219,7 @@ def applied_roster(
         applied = plan.decision in ("apply", "applied", "duplicate")
         differing = reconcile(conn, validated) if applied and validated.accepted else {}
         dangling = dangling_references(conn, raw_upload.lea_id)
-        sizes = {
-            e: conn.execute(
-                f"select count(*) from roster.{e} where lea_id = ?", [raw_upload.lea_id]
-            ).fetchone()[0]
-            for e in ENTITIES
-        }
+        sizes = applied_counts(conn, raw_upload.lea_id)
     archive_root = Path(ingest_settings.archive_root)
     if plan.recorded is not None:
         ledger.append_decision(archive_root, raw_upload, plan.recorded)

@@ -11,6 +11,7 @@ from rostering_pipeline.upload_spec.validate import validate_upload
 from rostering_pipeline.uploads import Upload
 from rostering_pipeline.validated import to_frames
 from rostering_pipeline.warehouse import WarehouseResource
+from rostering_pipeline.warehouse.roster import other_leas_logins
 
 UPLOAD_ACCEPTED = "upload_accepted"
 
@@ -129,11 +130,7 @@ def _logins_of_other_leas(warehouse: WarehouseResource, lea_id: str) -> frozense
     """Lower-cased usernames of every other LEA's active accounts (a read-only look before
     validating); an inactive account's login passes to the LEA that lists it now."""
     with warehouse.connect(read_only=True) as conn:
-        rows = conn.execute(
-            "select lower(username) from roster.accounts where lea_id <> ? and status = 'active'",
-            [lea_id],
-        ).fetchall()
-    return frozenset(username for (username,) in rows if username)
+        return other_leas_logins(conn, lea_id)
 
 
 def _column_schema(entity: str, frame: pl.DataFrame) -> dg.TableSchema:
