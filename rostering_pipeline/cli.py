@@ -14,6 +14,7 @@ from types import ModuleType
 import dagster as dg
 
 from .runner import sync_once
+from .settings import DEFAULT_ARCHIVE, env, warehouse_from_env
 from .summary import print_summary
 from .warehouse import WarehouseResource
 
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         "--warehouse", required=True, help="the new DuckDB file to create (must not exist)"
     )
     rebuild_cmd.add_argument(
-        "--archive", help="the archive to read (default: ROSTERING_ARCHIVE, else data/archive)"
+        "--archive",
+        help=f"the archive to read (default: ROSTERING_ARCHIVE, else {DEFAULT_ARCHIVE})",
     )
     ui = commands.add_parser("ui", help="the Dagster UI on the demo deployment")
     ui.add_argument("--port", type=int, default=3000)
@@ -89,7 +91,7 @@ def rebuild_command(warehouse: Path, archive: str | None) -> int:
     from .lea_settings import DEFAULT_PATH, LeaSettingsResource
     from .rebuild import rebuild
 
-    archive_root = Path(archive or os.environ.get("ROSTERING_ARCHIVE") or "data/archive")
+    archive_root = Path(archive or env("ARCHIVE") or DEFAULT_ARCHIVE)
     if warehouse.exists():
         say(f"{warehouse} exists: rebuild creates a new warehouse and never overwrites one.")
         return 1
@@ -162,7 +164,7 @@ def explain_command(args: argparse.Namespace) -> int:
 
 
 def _warehouse_path() -> Path:
-    return Path(os.environ.get("ROSTERING_WAREHOUSE", "data/warehouse.duckdb"))
+    return Path(warehouse_from_env().path)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from .sftp import SftpResource
+from .warehouse import DEFAULT_PATH as DEFAULT_WAREHOUSE
 from .warehouse import WarehouseResource
 
 ENV_PREFIX = "ROSTERING_"
@@ -15,6 +16,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 DEFAULT_MAX_FILE_BYTES = 2 * 1024**3
+#: An inbox without a `ready` file is a complete upload once unchanged for this long.
+DEFAULT_QUIET_PERIOD_SECONDS = 120
+DEFAULT_ARCHIVE = "data/archive"
 #: The state's clock: schedules (the morning freshness check, the nightly compaction) run on it.
 STATE_TIMEZONE = "America/Chicago"
 
@@ -49,8 +53,8 @@ class IngestSettings(dg.ConfigurableResource):
     """Where uploads are archived, when an inbox counts as a complete upload, and how large
     a file the pipeline accepts (a bound on what an LEA can make it download and keep)."""
 
-    archive_root: str = "data/archive"
-    quiet_period_seconds: int = 120
+    archive_root: str = DEFAULT_ARCHIVE
+    quiet_period_seconds: int = DEFAULT_QUIET_PERIOD_SECONDS
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 
 
@@ -77,12 +81,12 @@ def sftp_from_env() -> SftpResource:
 
 
 def warehouse_from_env() -> WarehouseResource:
-    return WarehouseResource(path=env("WAREHOUSE", "data/warehouse.duckdb") or "")
+    return WarehouseResource(path=env("WAREHOUSE", DEFAULT_WAREHOUSE) or "")
 
 
 def ingest_settings_from_env() -> IngestSettings:
     return IngestSettings(
-        archive_root=env("ARCHIVE", "data/archive") or "data/archive",
-        quiet_period_seconds=int(env_number("QUIET_PERIOD_SECONDS", 120)),
+        archive_root=env("ARCHIVE", DEFAULT_ARCHIVE) or DEFAULT_ARCHIVE,
+        quiet_period_seconds=int(env_number("QUIET_PERIOD_SECONDS", DEFAULT_QUIET_PERIOD_SECONDS)),
         max_file_bytes=int(env_number("MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES, minimum=1)),
     )

@@ -15,6 +15,7 @@ import pytest
 import time_machine
 
 from rostering_pipeline.runner import SyncedRun, sync_once
+from rostering_pipeline.settings import DEFAULT_QUIET_PERIOD_SECONDS
 from rostering_pipeline_tests.faulty_sftp import FaultySftpServer
 
 DAY = 86_400
@@ -125,7 +126,7 @@ def pipeline_env(
         "ROSTERING_SFTP_KNOWN_HOSTS": str(known_hosts),
         "ROSTERING_WAREHOUSE": str(root / "warehouse.duckdb"),
         "ROSTERING_ARCHIVE": str(root / "archive"),
-        "ROSTERING_QUIET_PERIOD_SECONDS": "120",
+        "ROSTERING_QUIET_PERIOD_SECONDS": str(DEFAULT_QUIET_PERIOD_SECONDS),
     }
 
 

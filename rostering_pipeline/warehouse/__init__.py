@@ -8,6 +8,7 @@ connection `WarehouseResource.connect` yields.
 
 from .connection import (
     CLASSIC_STRINGS,
+    DEFAULT_PATH,
     STRING_VIEWS,
     WAREHOUSE_ERRORS,
     Connection,
@@ -22,6 +23,7 @@ __all__ = [
     "CLASSIC_STRINGS",
     "COMPACTED_TABLES",
     "DDL",
+    "DEFAULT_PATH",
     "STRING_VIEWS",
     "WAREHOUSE_ERRORS",
     "Connection",

@@ -54,10 +54,14 @@ class WarehouseBusy(Exception):
 WAREHOUSE_ERRORS: tuple[type[Exception], ...] = (WarehouseBusy, duckdb.Error)
 
 
+#: The warehouse of a deployment that does not set ROSTERING_WAREHOUSE (the repository's data/).
+DEFAULT_PATH = "data/warehouse.duckdb"
+
+
 class WarehouseResource(dg.ConfigurableResource):
     """The DuckDB file holding ingest, quality and roster schemas."""
 
-    path: str = "data/warehouse.duckdb"
+    path: str = DEFAULT_PATH
     lock_timeout_seconds: float = 600.0
 
     @contextmanager
