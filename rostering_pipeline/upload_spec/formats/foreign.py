@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 
 from ..rejections import Rejection, rejection_frame
 from .base import ReadOptions, ReadUpload
+from .oneroster import ORGS, USERS, has_manifest
 
 SEND_INSTEAD = (
     "Send a OneRoster 1.1 CSV bulk export (with its manifest.csv) from your SIS or rostering "
@@ -38,12 +39,12 @@ def _header(files: Mapping[str, bytes], file_name: str) -> list[str]:
 
 def recognise(files: Mapping[str, bytes]) -> str | None:
     """The name of the foreign format these files are, or None."""
+    if has_manifest(files):
+        return None  # OneRoster's, whatever its file names
     names = _names(files)
-    if "manifest.csv" in names:
-        return None
     if {"school.csv", "section.csv"} <= names or {"student.csv", "teacher.csv"} <= names:
         return "Microsoft School Data Sync (SDS) v1 CSV"
-    if {"orgs.csv", "users.csv"} <= names:
+    if {ORGS.file_name, USERS.file_name} <= names:  # OneRoster's names: SDS v2, or OneRoster
         if "isPrimary" in _header(files, "roles.csv"):
             return "Microsoft School Data Sync (SDS) v2.1 CSV"
         if "activeDirectoryMatchId" in _header(files, "users.csv") or "roles.csv" not in names:

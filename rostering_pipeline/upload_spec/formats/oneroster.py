@@ -105,7 +105,7 @@ class OneRosterFormat:
         OneRoster's own orgs.csv and users.csv without one (refused: no manifest)."""
         names = {_base(n) for n in files}
         return (
-            MANIFEST.file_name in names
+            has_manifest(files)
             or any(n.endswith(".zip") for n in names)
             or {ORGS.file_name, USERS.file_name} <= names
         )
@@ -263,6 +263,12 @@ def _rejection(
 
 def _fault(file: str, line: int | None, rule: str, value: str | None, fix: str) -> UploadRejected:
     return UploadRejected([_rejection(file, line, None, rule, value, fix)])
+
+
+def has_manifest(files: Mapping[str, bytes]) -> bool:
+    """Whether the upload has OneRoster's manifest.csv, which makes it a OneRoster bulk set
+    whatever else it holds (the foreign formats that share OneRoster's file names have none)."""
+    return any(_base(n) == MANIFEST.file_name for n in files)
 
 
 def _base(name: str) -> str:
