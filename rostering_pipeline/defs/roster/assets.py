@@ -19,7 +19,7 @@ from rostering_pipeline.sftp import SftpResource
 from rostering_pipeline.upload_spec.files import ENTITIES
 from rostering_pipeline.upload_spec.validate import ValidatedUpload
 from rostering_pipeline.uploads import Upload
-from rostering_pipeline.validated import from_frames
+from rostering_pipeline.validated_frames import from_frames
 from rostering_pipeline.warehouse import WarehouseResource
 from rostering_pipeline.warehouse.roster import applied_counts
 

@@ -9,7 +9,7 @@ from rostering_pipeline.quality import record_rejections, rule_counts
 from rostering_pipeline.upload_spec.files import BY_ENTITY, ENTITIES
 from rostering_pipeline.upload_spec.validate import validate_upload
 from rostering_pipeline.uploads import Upload
-from rostering_pipeline.validated import to_frames
+from rostering_pipeline.validated_frames import to_frames
 from rostering_pipeline.warehouse import WarehouseResource
 from rostering_pipeline.warehouse.roster import other_leas_logins
 

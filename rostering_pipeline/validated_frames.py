@@ -1,4 +1,6 @@
-"""Validated tables as they travel between steps: accepted rows plus the keys of rejected ones.
+"""A validated upload as frames between steps (the validate assets' outputs, the roster
+assets' inputs): accepted rows plus the keys of rejected ones. The validating itself is
+upload_spec/validate.py.
 
 A rejected row's key still matters downstream (a rejected student is never read as a drop),
 so each entity's frame carries both, told apart by `_rejected`.
