@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
-
 from . import ledger
 from .ingest import refusal_rejections
 from .lea_settings import LeaSettings
@@ -26,6 +24,7 @@ from .roster.plan import plan_upload
 from .upload_spec.rejections import rejection_frame
 from .upload_spec.validate import validate_upload
 from .uploads import Upload
+from .warehouse import Connection
 from .warehouse import uploads as upload_rows
 from .warehouse.roster import LoginTaken, other_leas_logins
 
@@ -42,7 +41,7 @@ class RebuildReport:
 
 def rebuild(
     archive_root: Path,
-    conn: duckdb.DuckDBPyConnection,
+    conn: Connection,
     settings_for: Callable[[str], LeaSettings],
     progress: Callable[[str], None] = lambda _: None,
 ) -> RebuildReport:
@@ -88,7 +87,7 @@ def rebuild(
 
 
 def _replay(
-    conn: duckdb.DuckDBPyConnection,
+    conn: Connection,
     upload: Upload,
     decision: ledger.Decision,
     settings: LeaSettings,

@@ -5,23 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
-
 from .runner import SyncedRun
+from .warehouse import WarehouseResource
+from .warehouse.reports import upload_summaries
 
-QUERY = """
-select u.lea_id, u.upload_id, u.status,
-    (select count(*) from roster.students s where s.lea_id = u.lea_id) as students,
-    (select count(*) from roster.staff s where s.lea_id = u.lea_id) as staff,
-    (select count(*) from roster.classes c where c.lea_id = u.lea_id) as classes,
-    (select count(*) from roster.enrollments e where e.lea_id = u.lea_id) as enrollments,
-    (select count(*) from roster.changes c where c.upload_id = u.upload_id) as changes,
-    (select count(distinct (r.file, r.line)) from quality.rejections r
-        where r.upload_id = u.upload_id and r.level = 'row') as rejected_rows,
-    (select count(*) from quality.rejections r where r.upload_id = u.upload_id
-        and r.level = 'upload') as upload_faults
-from ingest.uploads u where u.upload_id = ? or (? is null and u.run_id = ?)
-"""
 HEADER = (
     "lea_id", "status", "students", "staff", "classes", "enrollments", "changes",
     "rejected rows", "upload faults", "seconds",
@@ -33,9 +20,9 @@ def print_summary(warehouse: Path, runs: list[SyncedRun], say: Callable[[str], N
         say("Nothing to sync: no complete upload in any inbox.")
         return
     rows = []
-    with duckdb.connect(str(warehouse), read_only=True) as conn:
+    with WarehouseResource(path=str(warehouse)).connect(read_only=True) as conn:
         for run in runs:
-            found = conn.execute(QUERY, [run.upload_id, run.upload_id, run.run_id]).fetchall()
+            found = upload_summaries(conn, run.upload_id, run.run_id)
             for r in found:
                 rows.append((r[0], r[2], *map(str, r[3:]), f"{run.seconds:.1f}"))
             if not found:

@@ -5,36 +5,27 @@ from __future__ import annotations
 
 import json
 
-import duckdb
 import polars as pl
 
 from rostering_pipeline.roster.diff import KEY_SEPARATOR
 from rostering_pipeline.upload_spec.files import BY_ENTITY, ENTITIES
+from rostering_pipeline.warehouse import Connection
 from rostering_pipeline.warehouse import uploads as upload_rows
+from rostering_pipeline.warehouse.reports import changes_until, first_change_at
 
 
-def roster_as_of(
-    conn: duckdb.DuckDBPyConnection, lea_id: str, upload_id: str
-) -> dict[str, pl.DataFrame]:
+def roster_as_of(conn: Connection, lea_id: str, upload_id: str) -> dict[str, pl.DataFrame]:
     """Replay every change of the LEA up to and including `upload_id`, in applied order.
 
     Values come back as text (dates as YYYY-MM-DD), as roster.changes records them.
     """
-    cutoff = conn.execute(
-        "select min(applied_at) from roster.changes where lea_id = ? and upload_id = ?",
-        [lea_id, upload_id],
-    ).fetchone()[0]
+    cutoff = first_change_at(conn, lea_id, upload_id)
     if cutoff is None:
         cutoff = upload_rows.decided_at(conn, lea_id, upload_id)
         if cutoff is None:
             raise KeyError(f"LEA {lea_id} has no upload {upload_id} in ingest.uploads")
         cutoff = cutoff[0]
-    changes = conn.execute(
-        "select entity, key, change, new_values from roster.changes"
-        " where lea_id = ? and applied_at <= ? and entity in ?"
-        " order by applied_at, entity, key",
-        [lea_id, cutoff, list(ENTITIES)],
-    ).fetchall()
+    changes = changes_until(conn, lea_id, cutoff, ENTITIES)
     state: dict[str, dict[str, dict[str, str | None]]] = {e: {} for e in ENTITIES}
     for entity, key, change, new_values in changes:
         rows = state[entity]

@@ -1,9 +1,17 @@
 """The warehouse: the tables of record (ingest, quality, roster) and the one way to reach them.
 
-Every SQL statement against the warehouse file lives in this package, so a second backend
-implements these modules and nothing else: `connection` (opening the file, the lock policy),
-`schema` (DDL and upkeep). The rest of the pipeline calls their functions with the
-connection `WarehouseResource.connect` yields.
+Every SQL statement against the warehouse file lives in this package; the rest of the
+pipeline calls its functions with the connection `WarehouseResource.connect` yields (DuckDB
+over in-memory frames, as validation and the diff use it, is not the warehouse). A second
+backend implements these modules and nothing else:
+
+- `connection`: opening the file, the lock policy (who waits how long; `WarehouseBusy`),
+  `transaction`, frames made readable in SQL (`registered`);
+- `schema`: the tables' DDL and their nightly compaction;
+- `uploads`: ingest.uploads and ingest.decisions (written by the ledger only);
+- `rejections`: quality.rejections;
+- `roster`: roster.* (the diff's differing rows, the apply's writes, accounts, checks);
+- `reports`: reads for people (the sync summary, a record's story, the change log).
 """
 
 from .connection import (
