@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import time
@@ -110,3 +111,33 @@ def test_a_registered_frame_can_be_filtered_by_a_join(tmp_path: Path) -> None:
             ).fetchall()
 
     assert found == [("T1",)]
+
+
+def _calls_execute_or_imports_duckdb(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import) and any(a.name == "duckdb" for a in node.names):
+            found.append(f"{path.name}:{node.lineno} imports duckdb")
+        elif isinstance(node, ast.ImportFrom) and node.module == "duckdb":
+            found.append(f"{path.name}:{node.lineno} imports from duckdb")
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("execute", "sql", "register")
+        ):
+            found.append(f"{path.name}:{node.lineno} calls .{node.func.attr}(")
+    return found
+
+
+def test_only_the_warehouse_package_reaches_duckdb() -> None:
+    # The boundary a second backend implements: every statement against the warehouse is in
+    # rostering_pipeline/warehouse/, so no other module talks to DuckDB.
+    package = Path(__file__).resolve().parents[1] / "rostering_pipeline"
+    outside = [
+        finding
+        for path in sorted(package.rglob("*.py"))
+        if "warehouse" not in path.relative_to(package).parts
+        for finding in _calls_execute_or_imports_duckdb(path)
+    ]
+
+    assert outside == []
