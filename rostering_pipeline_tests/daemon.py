@@ -133,13 +133,15 @@ def running_daemon(
     *,
     instance_overrides: dict[str, Any] | None = None,
     start: bool = True,
+    template: Path = INSTANCE_TEMPLATE,
 ) -> Iterator[Daemon]:
     """A daemon over a fresh DAGSTER_HOME; killed (as a process group) on the way out.
 
-    `instance_overrides` is merged into the copy of deploy/dagster.yaml, e.g. shorter run
-    monitoring timeouts so a test need not wait out production's."""
+    `instance_overrides` is merged into the copy of `template` (deploy/dagster.yaml, or the
+    Postgres profile's deploy/postgres/dagster.yaml), e.g. shorter run monitoring timeouts so
+    a test need not wait out production's."""
     home.mkdir(parents=True, exist_ok=True)
-    config = yaml.safe_load(INSTANCE_TEMPLATE.read_text())
+    config = yaml.safe_load(template.read_text())
     (home / "dagster.yaml").write_text(yaml.safe_dump(_merge(config, instance_overrides or {})))
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("ROSTERING_", "DAGSTER_"))},
