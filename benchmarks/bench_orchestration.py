@@ -16,9 +16,17 @@ Three measurements over the same N synthetic LEAs (500 students each, day 1, `re
 
 Also times one sensor listing (the whole tick's SFTP work) over 1,200 LEA folders.
 
+`--instance` picks the Dagster instance's storage: `sqlite` (deploy/dagster.yaml, the
+default), `postgres` (dagster-postgres as shipped: a new connection per query) or
+`postgres-pooled` (deploy/postgres/dagster.yaml); for the last two the script starts a
+throwaway PostgreSQL from Debian's packages (scripts/start_postgres.sh --durable, fsync on)
+and stops it at the end. The table's title carries the load average before and after.
+
     uv run python benchmarks/bench_orchestration.py              # 50 in-process, 8 daemon, ~8 min
     uv run python benchmarks/bench_orchestration.py --leas 200 --daemon-leas 0  # target, ~20 min
     uv run python benchmarks/bench_orchestration.py --leas 10 --daemon-leas 40 --daemon-timeout 900
+    uv run python benchmarks/bench_orchestration.py --leas 30 --daemon-leas 0 --listing-leas 0 \
+        --instance postgres-pooled    # per-run overhead on each storage (also sqlite, postgres)
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -55,8 +64,9 @@ def land_all(sftp_root: Path, uploads: dict[str, Path]) -> None:
         common.land_upload(sftp_root, lea, folder, day=1)
 
 
-def in_process(root: Path, uploads: dict[str, Path]) -> dict:
-    """sync_once over every LEA on a persistent (sqlite) instance."""
+def in_process(root: Path, uploads: dict[str, Path], instance: str, pg: dict[str, str]) -> dict:
+    """sync_once over every LEA on a persistent instance (`instance`: common.INSTANCES; `pg`:
+    the DAGSTER_PG_* variables of a Postgres one)."""
     import dagster as dg
 
     from rostering_demo.embedded_sftp import EmbeddedSftpServer
@@ -67,8 +77,8 @@ def in_process(root: Path, uploads: dict[str, Path]) -> dict:
     sftp_root.mkdir(parents=True)
     land_all(sftp_root, uploads)
     with EmbeddedSftpServer(sftp_root) as server:
-        env = common.pipeline_env(root, server)
-        env["DAGSTER_HOME"] = str(common.dagster_home(root))
+        env = {**common.pipeline_env(root, server), **pg}
+        env["DAGSTER_HOME"] = str(common.dagster_home(root, instance))
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
@@ -166,7 +176,14 @@ def direct(root: Path, uploads: dict[str, Path]) -> dict:
     return {"total": total, "listing": listing, "per_lea": per_lea}
 
 
-def daemon(root: Path, uploads: dict[str, Path], timeout: float, cold: bool) -> dict:
+def daemon(
+    root: Path,
+    uploads: dict[str, Path],
+    timeout: float,
+    cold: bool,
+    instance: str,
+    pg: dict[str, str],
+) -> dict:
     """`dagster dev`: the sensor and the daemon launch one run process per upload."""
 
     from rostering_demo.embedded_sftp import EmbeddedSftpServer
@@ -179,10 +196,11 @@ def daemon(root: Path, uploads: dict[str, Path], timeout: float, cold: bool) -> 
     warehouse = root / "warehouse.duckdb"
     result: dict = {}
     with EmbeddedSftpServer(sftp_root) as server:
-        env = common.pipeline_env(root, server)
-        home = common.dagster_home(root)
+        env = {**common.pipeline_env(root, server), **pg}
+        home = common.dagster_home(root, instance)
         env["DAGSTER_HOME"] = str(home)
         env.update(common.bytecode_env(cold))
+        os.environ.update(pg)  # this process reads the same instance
         with common.dagster_dev(env, root / "dagster_dev.log") as port:
             result["webserver_ready"] = common.wait_http(port, 180)
             # Let the daemon's first (empty) sensor tick pass, so landing starts a fresh
@@ -302,7 +320,15 @@ def main() -> None:
     parser.add_argument(
         "--keep", action="store_true", help="keep the work folder (instance, warehouse, logs)"
     )
-    parser.add_argument("--listing-leas", type=int, default=1200)
+    parser.add_argument("--listing-leas", type=int, default=1200, help="0: skip")
+    parser.add_argument(
+        "--instance",
+        choices=common.INSTANCES,
+        default="sqlite",
+        help="Dagster instance storage: deploy/dagster.yaml's SQLite, dagster-postgres as"
+        " shipped, or deploy/postgres/dagster.yaml's pooled Postgres (on a throwaway durable"
+        " PostgreSQL that the script starts and stops)",
+    )
     parser.add_argument(
         "--cold-bytecode",
         action="store_true",
@@ -315,28 +341,49 @@ def main() -> None:
     leas = lea_ids(max(args.leas, args.daemon_leas))
     print(f"… generating/caching {len(leas)} uploads of {STUDENTS} students", file=sys.stderr)
     uploads = sources(leas)
-    result: dict = {"leas": args.leas, "students": STUDENTS}
+    result: dict = {"leas": args.leas, "students": STUDENTS, "instance": args.instance}
+    result["load_before"] = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="orchestration_", dir=common.OUT))
+    servers = ExitStack()
     try:
+        dsn = servers.enter_context(common.postgres_server()) if args.instance != "sqlite" else ""
+
+        def pg(name: str) -> dict[str, str]:
+            return common.postgres_database(dsn, name) if dsn else {}
+
         chosen = {lea: uploads[lea] for lea in leas[: args.leas]}
-        print(f"… in-process sync_once over {len(chosen)} LEAs", file=sys.stderr, flush=True)
-        result["in_process"] = in_process(work / "in_process", chosen)
+        print(
+            f"… in-process sync_once over {len(chosen)} LEAs ({args.instance} instance)",
+            file=sys.stderr,
+            flush=True,
+        )
+        result["in_process"] = in_process(
+            work / "in_process", chosen, args.instance, pg("in_process")
+        )
         print("… the same work as direct calls", file=sys.stderr, flush=True)
         result["direct"] = direct(work / "direct", chosen)
         if args.daemon_leas:
             chosen = {lea: uploads[lea] for lea in leas[: args.daemon_leas]}
             print(f"… dagster dev over {len(chosen)} LEAs", file=sys.stderr, flush=True)
             result["daemon"] = daemon(
-                work / "daemon", chosen, args.daemon_timeout, args.cold_bytecode
+                work / "daemon",
+                chosen,
+                args.daemon_timeout,
+                args.cold_bytecode,
+                args.instance,
+                pg("daemon"),
             )
-        print(f"… sensor listing over {args.listing_leas} folders", file=sys.stderr, flush=True)
-        result["listing"] = sensor_listing(args.listing_leas)
+        if args.listing_leas:
+            print(f"… sensor listing over {args.listing_leas} folders", file=sys.stderr, flush=True)
+            result["listing"] = sensor_listing(args.listing_leas)
     finally:
+        servers.close()
         if args.keep:
             print(f"… kept {work} (DAGSTER_HOME: {work}/daemon/dagster_home)", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
     result["script_seconds"] = time.monotonic() - started
+    result["load_after"] = os.getloadavg()
 
     ip, dr = result["in_process"], result["direct"]
     overhead = [ip["runs"][lea] - dr["per_lea"][lea] for lea in ip["runs"] if lea in dr["per_lea"]]
@@ -385,9 +432,13 @@ def main() -> None:
                 f"{common.median([sum(s.values()) for s in dm['step_durations']]):.1f} s",
             ]
         )
+    load = ", ".join(
+        f"{a:.1f}/{b:.1f}" for a, b in zip(result["load_before"], result["load_after"], strict=True)
+    )
     table = common.print_table(
-        f"Orchestration, {STUDENTS}-student LEAs (overhead = run duration - direct duration of"
-        " the same LEA; daemon overhead against the median direct duration)",
+        f"Orchestration, {STUDENTS}-student LEAs, {args.instance} instance (overhead = run"
+        " duration - direct duration of the same LEA; daemon overhead against the median"
+        f" direct duration); load average 1/5/15 min before/after: {load}",
         (
             "path",
             "LEAs",
@@ -401,12 +452,12 @@ def main() -> None:
         ),  # fmt: skip
         rows,
     )
-    ls = result["listing"]
-    table += common.print_table(
-        "Sensor tick SFTP work",
-        ("LEA folders", "list_inboxes s"),
-        [[ls["folders"], ls["seconds"]]],
-    )
+    if ls := result.get("listing"):
+        table += common.print_table(
+            "Sensor tick SFTP work",
+            ("LEA folders", "list_inboxes s"),
+            [[ls["folders"], ls["seconds"]]],
+        )
     path = common.write_result("orchestration", result, table)
     took = result["script_seconds"]
     print(f"written to {path.relative_to(common.REPO)}; script took {took:.0f}s")

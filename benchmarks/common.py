@@ -165,11 +165,77 @@ def pipeline_env(root: Path, server) -> dict[str, str]:
     return {**server_environment(root, server), "ROSTERING_QUIET_PERIOD_SECONDS": "120"}
 
 
-def dagster_home(root: Path) -> Path:
+#: Dagster instance storages a benchmark can run on: the embedded profile's SQLite
+#: (deploy/dagster.yaml), dagster-postgres as shipped (a connection per query), and the
+#: production profile's pooled Postgres storage (deploy/postgres/dagster.yaml).
+INSTANCES = ("sqlite", "postgres", "postgres-pooled")
+
+
+def dagster_home(root: Path, instance: str = "sqlite") -> Path:
+    """A DAGSTER_HOME under `root` with the profile's dagster.yaml; a Postgres one reads the
+    DAGSTER_PG_* variables (see `postgres_database`)."""
+    import yaml
+
     home = root / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    if instance == "sqlite":
+        shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+        return home
+    config = yaml.safe_load((REPO / "deploy" / "postgres" / "dagster.yaml").read_text())
+    if instance == "postgres":  # the same settings under dagster-postgres's own storage
+        config["storage"] = {"postgres": config["storage"]["custom"]["config"]}
+    else:
+        assert instance == "postgres-pooled", instance
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     return home
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL (scripts/start_postgres.sh, durable: fsync as shipped) on
+    127.0.0.1; yields its superuser DSN and stops it on the way out."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="postgres_", dir="/tmp"))
+    try:
+        out = subprocess.run(
+            [str(REPO / "scripts" / "start_postgres.sh"), str(folder), "--durable"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        dsn = next(
+            line.split("=", 1)[1]
+            for line in out.splitlines()
+            if line.startswith("export ROSTERING_TEST_POSTGRES_DSN=")
+        )
+        yield dsn
+    finally:
+        subprocess.run([str(REPO / "scripts" / "stop_postgres.sh"), str(folder)], check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def postgres_database(dsn: str, name: str) -> dict[str, str]:
+    """A new database `name` on the server; the DAGSTER_PG_* variables naming it."""
+    from urllib.parse import urlsplit
+
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'create database "{name}"')
+    finally:
+        conn.close()
+    url = urlsplit(dsn)
+    return {
+        "DAGSTER_PG_HOST": url.hostname or "127.0.0.1",
+        "DAGSTER_PG_PORT": str(url.port or 5432),
+        "DAGSTER_PG_DB": name,
+        "DAGSTER_PG_USERNAME": url.username or "",
+        "DAGSTER_PG_PASSWORD": url.password or "",
+    }
 
 
 def land_upload(sftp_root: Path, lea_id: str, source: Path, day: int, ready: bool = True) -> None:

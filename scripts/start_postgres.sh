@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start a throwaway PostgreSQL (Debian's packages) for the test suite, self-contained in DIR.
 #
-#   eval "$(scripts/start_postgres.sh DIR)"
+#   eval "$(scripts/start_postgres.sh DIR)"             # for tests: no fsync
+#   eval "$(scripts/start_postgres.sh DIR --durable)"   # for benchmarks: fsync as shipped
 #
 # initdb into DIR/data, then pg_ctl start: the server listens on 127.0.0.1 only, on a free
 # port, with no Unix socket outside DIR, and accepts one superuser (`rostering`) by password
@@ -17,7 +18,8 @@ die() {
     exit 1
 }
 
-[[ $# -eq 1 && -n $1 ]] || die "usage: $0 DIR"
+[[ ($# -eq 1 || ($# -eq 2 && $2 == --durable)) && -n $1 ]] || die "usage: $0 DIR [--durable]"
+DURABLE=${2:-}
 command -v python3 >/dev/null || die "python3 not found"
 
 # Debian installs each major version under /usr/lib/postgresql/<major>/bin; take the newest.
@@ -59,9 +61,10 @@ s.close()'
 started=""
 for attempt in 1 2 3; do
     port=$(free_port)
-    # fsync off: a test cluster need not survive a power cut, and the tests write a lot.
     options="-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$DIR"
-    options+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    options+=" -c max_connections=200"
+    # fsync off: a test cluster need not survive a power cut, and the tests write a lot.
+    [[ -n $DURABLE ]] || options+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     # Each connection is logged, so tests can count how many the pipeline opens.
     options+=" -c log_connections=on"
     if "${as_owner[@]}" "$BIN/pg_ctl" start --pgdata="$DATA" --log="$LOG" --wait --timeout=30 \
