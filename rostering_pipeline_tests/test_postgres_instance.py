@@ -14,7 +14,7 @@ import pytest
 import yaml
 from dagster._serdes import serialize_value
 
-from rostering_pipeline.embedded_sftp import EmbeddedSftpServer
+from rostering_demo.embedded_sftp import EmbeddedSftpServer
 from rostering_pipeline.instance_storage import DAGSTER_POSTGRES_VERSION, PooledPostgresStorage
 from rostering_pipeline_tests.conftest import Pipeline, pipeline_env
 from rostering_pipeline_tests.daemon import REPO, running_daemon
