@@ -1,4 +1,5 @@
-"""diff_entity: an upload's accepted rows against the applied rows of one entity."""
+"""diff_entity: an upload's accepted rows against the applied rows of one entity; kept_keys:
+the applied rows the diff must not read as drops."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from rostering_pipeline.roster.diff import CHANGE_SCHEMA, WHY, diff_entity
+from rostering_pipeline.roster.diff import CHANGE_SCHEMA, WHY, diff_entity, kept_keys
 from rostering_pipeline.upload_spec.files import BY_ENTITY
 from rostering_pipeline.upload_spec.reading import LINE
 
@@ -122,3 +123,94 @@ def test_a_key_only_entity_has_adds_and_drops_but_no_updates() -> None:
     assert_frame_equal(result.drops, pl.DataFrame({"class_id": ["C1"], "student_id": ["S2"]}))
     expected = changes(("C1|S3", "add", None, "{}", 3), ("C1|S2", "drop", "{}", None, None))
     assert_frame_equal(result.changes, expected)
+
+
+# -- kept_keys: the keys a diff must not read as drops --------------------------------------
+
+
+def applied(**rows: list[dict[str, str | None]]) -> dict[str, pl.DataFrame]:
+    """Applied rows the upload left out (the drop candidates), every entity, every column."""
+    return {
+        entity: pl.DataFrame(
+            [{c: row.get(c) for c in spec.columns} for row in rows.get(entity, [])],
+            schema=dict.fromkeys(spec.columns, pl.String),
+        )
+        for entity, spec in BY_ENTITY.items()
+    }
+
+
+def kept(entity: str, *rows: tuple[tuple[str, ...], str]) -> pl.DataFrame:
+    key = BY_ENTITY[entity].key
+    return pl.DataFrame(
+        [dict(zip((*key, WHY), (*values, why), strict=True)) for values, why in rows],
+        schema={**dict.fromkeys(key, pl.String), WHY: pl.String},
+    )
+
+
+def assert_kept(result: dict[str, pl.DataFrame], expected: dict[str, pl.DataFrame]) -> None:
+    assert set(result) == set(BY_ENTITY)
+    for entity in BY_ENTITY:
+        want = expected.get(entity, kept(entity))
+        assert_frame_equal(result[entity], want, check_row_order=False)
+
+
+def test_nothing_rejected_keeps_nothing() -> None:
+    candidates = applied(students=[{"student_id": "S1", "campus_id": "K1"}])
+
+    assert_kept(kept_keys({}, candidates), {})
+
+
+def test_a_rejected_student_keeps_itself_and_its_enrollments_and_they_their_class() -> None:
+    rejected = {"students": pl.DataFrame({"student_id": ["S2"]})}
+    candidates = applied(
+        students=[{"student_id": "S1"}, {"student_id": "S2"}],
+        enrollments=[
+            {"class_id": "C1", "student_id": "S1"},
+            {"class_id": "C1", "student_id": "S2"},
+        ],
+    )
+
+    result = kept_keys(rejected, candidates)
+
+    assert_kept(
+        result,
+        {
+            "students": kept("students", (("S2",), "rejected")),
+            "enrollments": kept("enrollments", (("C1", "S2"), "hangs off a rejected row")),
+            "classes": kept("classes", (("C1",), "named by a kept row")),
+        },
+    )
+
+
+def test_a_rejected_class_keeps_what_hangs_off_it_and_the_chain_it_names() -> None:
+    """Class → its enrollments and co-teachers → their students and staff → the campuses
+    those name: each link found, however long the chain."""
+    rejected = {"classes": pl.DataFrame({"class_id": ["C1"]})}
+    candidates = applied(
+        campuses=[{"campus_id": "K1"}, {"campus_id": "K2"}, {"campus_id": "K3"}],
+        staff=[{"staff_id": "T1", "campus_id": "K2"}, {"staff_id": "T2", "campus_id": "K2"}],
+        classes=[
+            {"class_id": "C1", "campus_id": "K1", "teacher_id": "T1"},
+            {"class_id": "C2", "campus_id": "K3", "teacher_id": "T3"},
+        ],
+        enrollments=[
+            {"class_id": "C1", "student_id": "S1"},
+            {"class_id": "C2", "student_id": "S2"},
+        ],
+        co_teachers=[{"class_id": "C1", "staff_id": "T2"}],
+    )
+
+    result = kept_keys(rejected, candidates)
+
+    named = "named by a kept row"
+    assert_kept(
+        result,
+        {
+            "classes": kept("classes", (("C1",), "rejected")),
+            "enrollments": kept("enrollments", (("C1", "S1"), "hangs off a rejected row")),
+            "co_teachers": kept("co_teachers", (("C1", "T2"), "hangs off a rejected row")),
+            "students": kept("students", (("S1",), named)),
+            "staff": kept("staff", (("T1",), named), (("T2",), named)),
+            "campuses": kept("campuses", (("K1",), named), (("K2",), named)),
+        },
+    )
