@@ -951,24 +951,45 @@ def _parse_lea(value: str) -> LeaSpec:
         raise argparse.ArgumentTypeError(str(err)) from err
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Write synthetic uploads to OUT/<lea_id>/inbox/, as an LEA's SFTP folder would hold."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m rostering_pipeline.generator`."""
     parser = argparse.ArgumentParser(
         prog="python -m rostering_demo.generator", description=main.__doc__
     )
     parser.add_argument("--out", type=Path, help="root folder; each LEA goes to OUT/<lea_id>/inbox")
     parser.add_argument(
-        "--lea", type=_parse_lea, action="append", default=[], metavar="LEA_ID:STUDENTS[:CAMPUSES]"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--day", type=int, default=1)
-    parser.add_argument("--date", type=date.fromisoformat, default=date(2026, 9, 1))
+        "--lea", type=_parse_lea, action="append", default=[], metavar="LEA_ID:STUDENTS[:CAMPUSES]",
+        help="an LEA to write: its 6-digit lea_id, its number of students and, optionally, of "
+        "campuses (default: one per 600 students); repeat for more LEAs",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seed", type=int, default=0,
+        help="random seed (default 0): the same seed, LEA and day give the same files",
+    )  # fmt: skip
+    parser.add_argument(
+        "--day", type=int, default=1,
+        help="which day's upload to write (default 1, the first); each later day adds, drops "
+        "and updates about 2%%, 2%% and 3%% of the previous day's students",
+    )  # fmt: skip
+    parser.add_argument(
+        "--date", type=date.fromisoformat, default=date(2026, 9, 1),
+        help="the school year's date the students' ages fit (default 2026-09-01); "
+        "it does not advance with --day",
+    )  # fmt: skip
     parser.add_argument(
         "--inject", action="append", default=[], metavar="[LEA_ID:]NAME",
         help="bad input to inject (into every LEA, or only LEA_ID); see --list-injections",
     )  # fmt: skip
     parser.add_argument("--ready", action="store_true", help="also write a `ready` file")
-    parser.add_argument("--list-injections", action="store_true")
+    parser.add_argument(
+        "--list-injections", action="store_true", help="list what --inject knows, and exit"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Write synthetic uploads to OUT/<lea_id>/inbox/, as an LEA's SFTP folder would hold."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_injections:
         for name, description in INJECTIONS.items():

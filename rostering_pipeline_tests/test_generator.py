@@ -313,6 +313,26 @@ def test_spec_defaults_follow_the_student_count() -> None:
         LeaSpec("15901", 40)
 
 
+def test_cli_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    options = capsys.readouterr().out.split("options:\n", 1)[1]
+    # One entry per option: its line ("  --seed SEED   help…"), then help lines indented deeper.
+    entries = re.split(r"\n(?=  -)", options.strip("\n"))
+    helps = {}
+    for entry in entries:
+        first, *more = entry.splitlines()
+        flag = first.split()[0].rstrip(",")
+        same_line = re.split(r"\s{2,}", first.strip(), maxsplit=1)[1:]
+        helps[flag] = " ".join([*same_line, *(line.strip() for line in more)])
+    for flag in ("--out", "--lea", "--seed", "--day", "--date", "--inject", "--ready"):
+        assert len(helps.get(flag, "")) > 10, (flag, helps.get(flag))
+    assert "lea_id" in helps["--lea"] and "students" in helps["--lea"]
+    assert "seed" in helps["--seed"].lower()
+    assert "day" in helps["--day"]
+
+
 def test_cli_writes_one_inbox_per_lea(tmp_path: Path) -> None:
     main(
         [
