@@ -13,13 +13,13 @@ from types import ModuleType
 
 import dagster as dg
 
+from .places import DEFAULT_DAGSTER_HOME, DEMO_DIR, REPO
 from .runner import sync_once
 from .settings import DEFAULT_ARCHIVE, env, warehouse_from_env
 from .summary import print_summary
 from .warehouse import WarehouseResource
 
-REPO = Path(__file__).resolve().parent.parent
-DEMO = REPO / "data" / "demo"
+DEMO = DEMO_DIR
 INSTANCE_TEMPLATE = REPO / "deploy" / "dagster.yaml"
 
 
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "demo",
         help="serve the sample LEAs from a local SFTP server on 127.0.0.1, sync them into "
-        "data/demo/warehouse.duckdb, and print what happened",
+        f"{shown(DEMO_DIR / 'warehouse.duckdb')}, and print what happened",
     )
     sync = commands.add_parser(
         "sync", help="one sensor pass plus the runs it requests, against the configured server"
@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     rebuild_cmd.add_argument(
         "--archive",
-        help=f"the archive to read (default: ROSTERING_ARCHIVE, else {DEFAULT_ARCHIVE})",
+        help="the archive to read (default: ROSTERING_ARCHIVE, else "
+        f"{shown(Path(DEFAULT_ARCHIVE))})",
     )
     ui = commands.add_parser("ui", help="the Dagster UI on the demo deployment")
     ui.add_argument("--port", type=int, default=3000)
@@ -135,7 +136,7 @@ def load_defs() -> dg.Definitions:
 
 
 def sync_command() -> int:
-    home = Path(os.environ.get("DAGSTER_HOME") or REPO / "data" / "dagster_home")
+    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME)
     os.environ["DAGSTER_HOME"] = str(instance_home(home))
     with dg.DagsterInstance.get() as instance:
         runs = sync_once(load_defs(), instance, cursor_path=home / "sync_cursor.json", progress=say)
@@ -154,8 +155,8 @@ def explain_command(args: argparse.Namespace) -> int:
     path = _warehouse_path()
     if not path.exists():
         say(
-            f"No warehouse at {path}: set ROSTERING_WAREHOUSE "
-            f"(the demo's is {DEMO}/warehouse.duckdb)"
+            f"No warehouse at {path}: run the demo first (./run demo), or set "
+            "ROSTERING_WAREHOUSE to the deployment's DuckDB file."
         )
         return 1
     with WarehouseResource(path=str(path)).connect(read_only=True) as conn:
@@ -163,7 +164,13 @@ def explain_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def shown(path: Path) -> str:
+    """A path as an operator in the repository would type it."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def _warehouse_path() -> Path:
+    """The deployment's warehouse, else the demo's (the one `rostering ui` shows)."""
     return Path(warehouse_from_env().path)
 
 

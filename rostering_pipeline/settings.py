@@ -7,18 +7,19 @@ from pathlib import Path
 
 import dagster as dg
 
+from . import places
 from .sftp import SftpResource
 from .warehouse import DEFAULT_PATH as DEFAULT_WAREHOUSE
 from .warehouse import WarehouseResource
 
 ENV_PREFIX = "ROSTERING_"
-REPO = Path(__file__).resolve().parent.parent
+REPO = places.REPO
 
 
 DEFAULT_MAX_FILE_BYTES = 2 * 1024**3
 #: An inbox without a `ready` file is a complete upload once unchanged for this long.
 DEFAULT_QUIET_PERIOD_SECONDS = 120
-DEFAULT_ARCHIVE = "data/archive"
+DEFAULT_ARCHIVE = str(places.DEFAULT_ARCHIVE)
 #: The state's clock: schedules (the morning freshness check, the nightly compaction) run on it.
 STATE_TIMEZONE = "America/Chicago"
 

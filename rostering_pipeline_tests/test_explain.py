@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from rostering_pipeline.cli import main
@@ -76,3 +82,27 @@ def test_explain_student_rejected_enrollment(
         "enrollments.csv line 3, column student_id: student_id must be a student_id in students.csv"
         in out
     )
+
+
+def test_explain_without_a_warehouse_setting_reads_the_demos(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """Unset, ROSTERING_WAREHOUSE means the demo's warehouse: the one `rostering demo` fills and
+    `rostering ui` shows (rostering_pipeline/places.py; ROSTERING_DEMO_DIR moves the demo)."""
+    pipeline.upload(LEA, day_one(), day=1)
+    pipeline.sync()
+    demo = tmp_path / "elsewhere" / "demo"
+    demo.mkdir(parents=True)
+    shutil.copy(pipeline.warehouse, demo / "warehouse.duckdb")
+    env = {k: v for k, v in os.environ.items() if k != "ROSTERING_WAREHOUSE"}
+    env["ROSTERING_DEMO_DIR"] = str(demo)
+    explained = subprocess.run(
+        [sys.executable, "-m", "rostering_pipeline.cli", "explain", "--lea", LEA, "--staff", "T1"],
+        cwd=tmp_path,  # not the repository: the default does not hang on the working directory
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert explained.returncode == 0, explained.stdout + explained.stderr
+    assert "ana.reyes@example.org  active" in explained.stdout

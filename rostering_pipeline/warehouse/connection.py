@@ -21,6 +21,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 
+from ..places import DEFAULT_WAREHOUSE
 from .schema import DDL
 
 #: How frames reach DuckDB: with Arrow's classic strings (a copy), unless the query reads the
@@ -54,8 +55,8 @@ class WarehouseBusy(Exception):
 WAREHOUSE_ERRORS: tuple[type[Exception], ...] = (WarehouseBusy, duckdb.Error)
 
 
-#: The warehouse of a deployment that does not set ROSTERING_WAREHOUSE (the repository's data/).
-DEFAULT_PATH = "data/warehouse.duckdb"
+#: The warehouse of a deployment that does not set ROSTERING_WAREHOUSE: the demo's (places.py).
+DEFAULT_PATH = str(DEFAULT_WAREHOUSE)
 
 
 class WarehouseResource(dg.ConfigurableResource):

@@ -1,0 +1,192 @@
+"""`./run ui` / `rostering ui` as an operator runs it: started, used, and stopped by a signal.
+
+Each test starts the command in a session of its own on a free port of 127.0.0.1, with the demo's
+folder moved to a temporary one (ROSTERING_DEMO_DIR), and kills whatever it left at the end."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from rostering_pipeline_tests.test_ui import Webserver, _free_port
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "data" / "sample_uploads"
+START_TIMEOUT_S = 180  # ./run ui runs `uv sync` first; the machine is shared
+#: dagster dev gets 20 s to stop before it is killed (rostering_demo.demo.UI_STOP_GRACE_SECONDS), plus margin.
+STOP_TIMEOUT_S = 45
+
+
+@dataclass
+class Ui:
+    process: subprocess.Popen
+    server: Webserver
+    log: Path
+    #: Every process seen in its family while it ran (dagster dev may be in another session).
+    seen: set[int] = field(default_factory=set)
+
+
+def _processes() -> dict[int, tuple[int, int, str]]:
+    """pid -> (parent pid, session id, state) of every process."""
+    table = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        table[int(stat.parent.name)] = (int(fields[1]), int(fields[4]), fields[0])
+    return table
+
+
+def _family(root: int) -> set[int]:
+    """The process, its descendants and every process of its session (still running)."""
+    table = _processes()
+    family = {pid for pid, (_, session, state) in table.items() if session == root and state != "Z"}
+    family.add(root)
+    grew = True
+    while grew:
+        children = {
+            p for p, (parent, _, state) in table.items() if parent in family and state != "Z"
+        }
+        grew = not children <= family
+        family |= children
+    return {p for p in family if p in table and table[p][2] != "Z"}
+
+
+def _running(pids: set[int]) -> set[int]:
+    table = _processes()
+    return {pid for pid in pids if pid in table and table[pid][2] != "Z"}
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _start(tmp_path: Path, command: list[str], *, ignore_sigint: bool = False) -> Ui:
+    demo = tmp_path / "demo"
+    shutil.copytree(SAMPLES, demo / "sftp", ignore=shutil.ignore_patterns("README.md"))
+    port = _free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ROSTERING_") and k != "DAGSTER_HOME"
+    }
+    env["ROSTERING_DEMO_DIR"] = str(demo)
+    log = tmp_path / "ui.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            # As `./run ui &` in a script starts it: SIGINT ignored (the shell's doing).
+            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+            if ignore_sigint
+            else None,
+        )
+    ui = Ui(process, Webserver(f"http://127.0.0.1:{port}"), log)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"{command} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            _kill(_family(process.pid))  # dagster dev not started yet, or in the family
+            pytest.fail(f"{command}: no UI in {START_TIMEOUT_S}s:\n{log.read_text()[-3000:]}")
+        try:
+            if ui.server.graphql("{ assetNodes { id } }")["assetNodes"]:
+                return ui
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+
+
+def _kill(pids: set[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture
+def started() -> Iterator[list[Ui]]:
+    """The UIs a test started; whatever of them still runs at the end is killed."""
+    uis: list[Ui] = []
+    yield uis
+    for ui in uis:
+        _kill(_running(ui.seen | _family(ui.process.pid)))
+        ui.process.wait(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("command", "sig", "ignore_sigint"),
+    [
+        pytest.param(["./run", "ui"], signal.SIGTERM, False, id="./run ui, SIGTERM"),
+        pytest.param(
+            ["uv", "run", "--frozen", "rostering", "ui"], signal.SIGHUP, False,
+            id="uv run rostering ui, SIGHUP",
+        ),
+        pytest.param(
+            ["./run", "ui"], signal.SIGINT, True, id="./run ui started with SIGINT ignored, SIGINT"
+        ),
+    ],
+)  # fmt: skip
+def test_a_stop_signal_stops_dagster_dev_and_the_sftp_server(
+    tmp_path: Path, started: list[Ui], command: list[str], sig: signal.Signals, ignore_sigint: bool
+) -> None:
+    ui = _start(tmp_path, command, ignore_sigint=ignore_sigint)
+    started.append(ui)
+    family = _family(ui.process.pid)
+    ui.seen |= family
+    names = {pid: _cmdline(pid)[:100] for pid in family}
+    for part in ("dagster dev", "dagster_webserver", "dagster._daemon", "dagster code-server"):
+        assert any(part in name for name in names.values()), (part, names)
+    [dev] = [pid for pid, name in names.items() if "dagster dev" in name]
+    sftp_port = int(_environ(dev)["ROSTERING_SFTP_PORT"])
+    ui_port = int(ui.server.url.rsplit(":", 1)[1])
+    assert _listening(sftp_port) and _listening(ui_port)
+
+    os.kill(ui.process.pid, sig)
+
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        ui.process.poll()
+        left = _running(family | _family(ui.process.pid))
+        if ui.process.returncode is not None and not left:
+            break
+        time.sleep(0.5)
+    left_names = {pid: _cmdline(pid)[:100] for pid in left}
+    assert not left_names, f"still running {STOP_TIMEOUT_S}s after {sig.name}: {left_names}"
+    assert ui.process.returncode == 0, ui.log.read_text()[-3000:]
+    assert not _listening(ui_port), "the webserver's port is still open"
+    assert not _listening(sftp_port), "the demo's SFTP server still listens"
