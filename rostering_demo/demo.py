@@ -81,6 +81,12 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 UI_STOP_GRACE_SECONDS = 20
 
 
+#: `dagster dev` says at every start that `dg dev` supersedes it (dg is a development tool,
+#: not a dependency of a deployment). Its services log at WARNING (--log-level above): not two
+#: INFO lines per sensor tick every 5 s, but every warning and error.
+UI_IGNORED_WARNING = "ignore:Function `dev_command` is superseded"
+
+
 class _Stop(Exception):
     """A stop signal arrived."""
 
@@ -98,9 +104,12 @@ def ui_command(port: int) -> int:
     try:
         with _stopped_by_signals(), EmbeddedSftpServer(sftp_root) as server:
             env = {**os.environ, **demo_environment(DEMO, server)}
+            env["PYTHONWARNINGS"] = ",".join(
+                w for w in (os.environ.get("PYTHONWARNINGS"), UI_IGNORED_WARNING) if w
+            )
             command = [
                 sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"),
-                "-h", "127.0.0.1", "-p", str(port),
+                "-h", "127.0.0.1", "-p", str(port), "--log-level", "warning",
             ]  # fmt: skip
             say(f"SFTP server on {server.host}:{server.port} serving {shown(sftp_root)}/")
             say(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops it)")

@@ -245,7 +245,7 @@ def test_ui_lineage_shows_every_asset_with_partitions_and_checks(
     page.goto(f"{webserver.url}/asset-groups")
     expect(page.get_by_text("Global asset lineage")).to_be_visible()
     graph = page.locator("[data-svg-viewport]")
-    expect(graph.get_by_text("validate", exact=True).first).to_be_visible()
+    expect(graph.get_by_text("2_validate", exact=True).first).to_be_visible()
     graph.focus()
     page.keyboard.press("Alt+e")  # expand all groups (a fresh profile starts collapsed)
     expect(graph.get_by_text("raw_upload", exact=True)).to_be_visible()

@@ -6,6 +6,7 @@ folder moved to a temporary one (ROSTERING_DEMO_DIR), and kills whatever it left
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -17,8 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Page, expect
 
-from rostering_pipeline_tests.test_ui import Webserver, _free_port
+from rostering_pipeline.defs import stages
+from rostering_pipeline_tests.test_ui import Webserver, _free_port, browser, page
+
+__all__ = ["browser", "page"]  # test_ui's browser fixtures, for the lineage page
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "data" / "sample_uploads"
@@ -190,3 +195,63 @@ def test_a_stop_signal_stops_dagster_dev_and_the_sftp_server(
     assert ui.process.returncode == 0, ui.log.read_text()[-3000:]
     assert not _listening(ui_port), "the webserver's port is still open"
     assert not _listening(sftp_port), "the demo's SFTP server still listens"
+
+
+@pytest.fixture(scope="module")
+def quiet_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
+    """`uv run rostering ui`, left to run; stopped with SIGTERM at the end."""
+    ui = _start(tmp_path_factory.mktemp("ui"), ["uv", "run", "--frozen", "rostering", "ui"])
+    ui.seen |= _family(ui.process.pid)
+    try:
+        yield ui
+    finally:
+        os.kill(ui.process.pid, signal.SIGTERM)
+        try:
+            ui.process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pass
+        _kill(_running(ui.seen | _family(ui.process.pid)))
+
+
+def _sensor_ticks(server: Webserver, sensor: str) -> int:
+    data = server.graphql(
+        """{ sensorOrError(sensorSelector: {repositoryLocationName: "rostering_pipeline",
+              repositoryName: "__repository__", sensorName: "SENSOR"}) {
+              ... on Sensor { sensorState { ticks(limit: 20) { status } } } } }""".replace(
+            "SENSOR", sensor
+        )
+    )
+    return len(data["sensorOrError"]["sensorState"]["ticks"])
+
+
+def test_ui_prints_no_warnings_and_nothing_per_sensor_tick(quiet_ui: Ui) -> None:
+    """An idle UI is quiet: no BetaWarning, no SupersessionWarning, no INFO lines per tick of
+    the inbox sensor (it ticks every 5 s)."""
+    deadline = time.monotonic() + 90
+    while _sensor_ticks(quiet_ui.server, "lea_inbox_sensor") < 3:
+        assert time.monotonic() < deadline, "lea_inbox_sensor did not tick 3 times in 90 s"
+        time.sleep(1)
+    lines = quiet_ui.log.read_text().splitlines()
+    warnings = [line for line in lines if re.search(r"\w+Warning\b", line)]
+    assert not warnings, f"{len(warnings)} warning lines:\n" + "\n".join(warnings[:5])
+    ticks = [line for line in lines if "lea_inbox_sensor" in line]
+    assert not ticks, ticks[:4]
+    # Left: the SFTP server's and the UI's address.
+    assert len(lines) <= 3, lines
+
+
+def test_ui_lists_the_asset_groups_in_pipeline_order(quiet_ui: Ui, page: Page) -> None:
+    """The lineage page's sidebar sorts groups by name: the names put them in pipeline order."""
+    page.goto(f"{quiet_ui.server.url}/asset-groups")
+    expect(page.get_by_text("Global asset lineage")).to_be_visible()
+    graph = page.locator("[data-svg-viewport]")
+    expect(graph).to_be_visible()
+    left_of_graph = (graph.bounding_box() or {"x": 0})["x"]
+    expect(page.get_by_text(stages.INGEST, exact=True).first).to_be_visible()
+    rows = {}
+    for group in (*stages.PIPELINE, "settings"):
+        for element in page.get_by_text(group, exact=True).all():
+            box = element.bounding_box()
+            if box and box["x"] < left_of_graph:  # the sidebar, not a node of the graph
+                rows[group] = box["y"]
+    assert sorted(rows, key=rows.__getitem__) == [*stages.PIPELINE, "settings"], rows

@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from rostering_pipeline import ledger
+from rostering_pipeline.defs import stages
 from rostering_pipeline.defs.partitions import lea_partitions
 from rostering_pipeline.ingest import (
     UNREAD_TAG,
@@ -46,7 +47,7 @@ class RawUploadConfig(dg.Config):
 
 @dg.asset(
     partitions_def=lea_partitions,
-    group_name="ingest",
+    group_name=stages.INGEST,
     kinds={"sftp"},
     owners=["team:rostering"],
     # No step retry policy: SftpResource retries dropped connections itself, and a failed run

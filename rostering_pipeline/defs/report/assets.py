@@ -1,6 +1,7 @@
 import dagster as dg
 import polars as pl
 
+from rostering_pipeline.defs import stages
 from rostering_pipeline.defs.partitions import lea_partitions
 from rostering_pipeline.outbox import deliver_report
 from rostering_pipeline.quality import rule_counts
@@ -11,7 +12,7 @@ from rostering_pipeline.uploads import Upload
 
 @dg.asset(
     partitions_def=lea_partitions,
-    group_name="report",
+    group_name=stages.REPORT,
     kinds={"sftp"},
     owners=["team:rostering"],
     ins={

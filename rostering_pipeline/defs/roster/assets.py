@@ -7,6 +7,7 @@ import polars as pl
 from pydantic import Field
 
 from rostering_pipeline import ledger
+from rostering_pipeline.defs import stages
 from rostering_pipeline.defs.partitions import lea_partitions
 from rostering_pipeline.lea_settings import LeaSettingsResource
 from rostering_pipeline.markdown_text import md_text
@@ -77,7 +78,7 @@ def _change_metadata(plan: RosterDiff) -> dict[str, dg.MetadataValue]:
 
 @dg.asset(
     partitions_def=lea_partitions,
-    group_name="diff",
+    group_name=stages.DIFF,
     kinds={"polars", "duckdb"},
     owners=["team:rostering"],
     ins={"raw_upload": dg.AssetIn(), **VALIDATED_INS},
@@ -163,7 +164,7 @@ def roster_diff(
 
 @dg.asset(
     partitions_def=lea_partitions,
-    group_name="apply",
+    group_name=stages.APPLY,
     kinds={"duckdb"},
     owners=["team:rostering"],
     # The write is serialised by DuckDB's file lock, waited out in WarehouseResource.connect

@@ -3,6 +3,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import polars as pl
 
+from rostering_pipeline.defs import stages
 from rostering_pipeline.defs.partitions import lea_partitions
 from rostering_pipeline.lea_settings import LeaSettingsResource
 from rostering_pipeline.quality import record_rejections, rule_counts
@@ -30,7 +31,7 @@ DESCRIPTIONS = {
         **{
             f"validated_{entity}": dg.AssetOut(
                 description=DESCRIPTIONS[entity],
-                group_name="validate",
+                group_name=stages.VALIDATE,
                 kinds={"polars"},
                 owners=["team:rostering"],
             )
@@ -39,7 +40,7 @@ DESCRIPTIONS = {
         "upload_rejections": dg.AssetOut(
             description="Every rejected row, file or upload fault of the upload, with its place "
             "and fix; also written to quality.rejections.",
-            group_name="validate",
+            group_name=stages.VALIDATE,
             kinds={"polars", "duckdb"},
             owners=["team:rostering"],
         ),
