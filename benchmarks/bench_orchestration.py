@@ -183,6 +183,7 @@ def daemon(
     cold: bool,
     instance: str,
     pg: dict[str, str],
+    instance_yaml: Path | None = None,
 ) -> dict:
     """`dagster dev`: the sensor and the daemon launch one run process per upload."""
 
@@ -197,7 +198,7 @@ def daemon(
     result: dict = {}
     with EmbeddedSftpServer(sftp_root) as server:
         env = {**common.pipeline_env(root, server), **pg}
-        home = common.dagster_home(root, instance)
+        home = common.dagster_home(root, instance, instance_yaml)
         env["DAGSTER_HOME"] = str(home)
         env.update(common.bytecode_env(cold))
         os.environ.update(pg)  # this process reads the same instance
@@ -330,6 +331,11 @@ def main() -> None:
         " PostgreSQL that the script starts and stops)",
     )
     parser.add_argument(
+        "--instance-yaml",
+        type=Path,
+        help="the daemon's dagster.yaml (default deploy/dagster.yaml), e.g. another run launcher",
+    )
+    parser.add_argument(
         "--cold-bytecode",
         action="store_true",
         help="run processes compile every module from source (this sandbox's default)",
@@ -341,7 +347,12 @@ def main() -> None:
     leas = lea_ids(max(args.leas, args.daemon_leas))
     print(f"… generating/caching {len(leas)} uploads of {STUDENTS} students", file=sys.stderr)
     uploads = sources(leas)
-    result: dict = {"leas": args.leas, "students": STUDENTS, "instance": args.instance}
+    result: dict = {
+        "leas": args.leas,
+        "students": STUDENTS,
+        "instance": args.instance,
+        "instance_yaml": str(args.instance_yaml or "deploy/dagster.yaml"),
+    }
     result["load_before"] = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="orchestration_", dir=common.OUT))
     servers = ExitStack()
@@ -372,6 +383,7 @@ def main() -> None:
                 args.cold_bytecode,
                 args.instance,
                 pg("daemon"),
+                args.instance_yaml,
             )
         if args.listing_leas:
             print(f"… sensor listing over {args.listing_leas} folders", file=sys.stderr, flush=True)
@@ -438,7 +450,8 @@ def main() -> None:
     table = common.print_table(
         f"Orchestration, {STUDENTS}-student LEAs, {args.instance} instance (overhead = run"
         " duration - direct duration of the same LEA; daemon overhead against the median"
-        f" direct duration); load average 1/5/15 min before/after: {load}",
+        f" direct duration; daemon's instance: {result['instance_yaml']}); load average"
+        f" 1/5/15 min before/after: {load}",
         (
             "path",
             "LEAs",

@@ -171,15 +171,16 @@ def pipeline_env(root: Path, server) -> dict[str, str]:
 INSTANCES = ("sqlite", "postgres", "postgres-pooled")
 
 
-def dagster_home(root: Path, instance: str = "sqlite") -> Path:
-    """A DAGSTER_HOME under `root` with the profile's dagster.yaml; a Postgres one reads the
-    DAGSTER_PG_* variables (see `postgres_database`)."""
+def dagster_home(root: Path, instance: str = "sqlite", instance_yaml: Path | None = None) -> Path:
+    """A DAGSTER_HOME under `root` with the profile's dagster.yaml (or `instance_yaml`, e.g.
+    another run launcher, for SQLite); a Postgres one reads the DAGSTER_PG_* variables (see
+    `postgres_database`)."""
     import yaml
 
     home = root / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     if instance == "sqlite":
-        shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+        shutil.copy(instance_yaml or REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
         return home
     config = yaml.safe_load((REPO / "deploy" / "postgres" / "dagster.yaml").read_text())
     if instance == "postgres":  # the same settings under dagster-postgres's own storage
