@@ -26,6 +26,9 @@ UNFINISHED = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
+#: Retries of a run whose process died, on an instance without `run_retries` configured
+#: (deploy/dagster.yaml sets the same number).
+DEFAULT_MAX_RETRIES = 3
 #: The terminal shows each step's INFO lines (progress), not Dagster's DEBUG event stream.
 CONSOLE_AT_INFO = {"console": {"config": {"log_level": "INFO"}}}
 
@@ -50,10 +53,15 @@ def sync_once(
     """Evaluate the inbox sensor once and execute each requested run in-process.
 
     A run whose source key already succeeded is not run again, as the daemon's run-key
-    de-duplication would do.
+    de-duplication would do. A run an earlier pass left unfinished when its process was
+    killed is marked failed and re-executed first, as Dagster's run monitoring and run
+    retries do under the daemon.
     """
+    runs = []
     for run_id in fail_runs_of_ended_processes(instance):
         progress(f"run {run_id[:8]} was left unfinished by a process that ended: marked failed")
+        if _retries_left(instance, run_id):
+            runs.append(reexecute(defs, instance, run_id, progress=progress))
     sensor = defs.resolve_sensor_def(SENSOR)
     cursor = cursor_path.read_text() if cursor_path and cursor_path.exists() else None
     resources = defs.resources or {}
@@ -65,40 +73,84 @@ def sync_once(
         cursor_path.write_text(result.cursor)
     for request in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(lea_partitions.name, list(request.partition_keys))
-    job = defs.resolve_job_def(JOB)
-    runs = []
     for request in result.run_requests or []:
         if _already_succeeded(instance, request.run_key):
             progress(f"LEA {request.partition_key}: upload already synced, skipped")
             continue
         progress(f"LEA {request.partition_key}: syncing upload…")
-        started = time.monotonic()
-        outcome = job.execute_in_process(
-            run_config={**request.run_config, "loggers": CONSOLE_AT_INFO},
-            instance=instance,
-            partition_key=request.partition_key,
-            tags={
-                **request.tags,
-                RUN_KEY_TAG: request.run_key or "",
-                PROCESS_TAG: _this_process(),
-            },
-            raise_on_error=False,
-        )
-        seconds = time.monotonic() - started
         runs.append(
-            SyncedRun(
+            _execute(
+                defs,
+                instance,
                 str(request.partition_key),
-                outcome.run_id,
-                outcome.success,
-                seconds,
-                _upload_of(outcome),
+                request.run_config,
+                {**request.tags, RUN_KEY_TAG: request.run_key or ""},
+                progress,
             )
         )
-        progress(
-            f"LEA {request.partition_key}: run {outcome.run_id[:8]} "
-            f"{'succeeded' if outcome.success else 'FAILED'} in {seconds:.1f}s"
-        )
     return runs
+
+
+def reexecute(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    run_id: str,
+    *,
+    progress: Callable[[str], None] = lambda _: None,
+) -> SyncedRun:
+    """Re-execute a finished run with all its steps, in this process: what Dagster's run
+    retries and the UI's "Re-execute all" launch (the run's config and own tags, in its run
+    group), for `sync_once` and the tests, which have no daemon."""
+    parent = instance.get_run_by_id(run_id)
+    assert parent is not None, f"no run {run_id}"
+    lea_id = parent.tags.get("dagster/partition", "?")
+    progress(f"LEA {lea_id}: re-executing run {run_id[:8]}…")
+    tags = {
+        **{k: v for k, v in parent.tags.items() if not k.startswith("dagster/")},
+        "dagster/parent_run_id": parent.run_id,
+        "dagster/root_run_id": _root_of(parent),
+    }
+    return _execute(defs, instance, lea_id, parent.run_config, tags, progress)
+
+
+def _execute(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    lea_id: str,
+    run_config: dict,
+    tags: dict[str, str],
+    progress: Callable[[str], None],
+) -> SyncedRun:
+    started = time.monotonic()
+    outcome = defs.resolve_job_def(JOB).execute_in_process(
+        run_config={**run_config, "loggers": CONSOLE_AT_INFO},
+        instance=instance,
+        partition_key=lea_id,
+        tags={**tags, PROCESS_TAG: _this_process()},
+        raise_on_error=False,
+    )
+    seconds = time.monotonic() - started
+    progress(
+        f"LEA {lea_id}: run {outcome.run_id[:8]} "
+        f"{'succeeded' if outcome.success else 'FAILED'} in {seconds:.1f}s"
+    )
+    return SyncedRun(lea_id, outcome.run_id, outcome.success, seconds, _upload_of(outcome))
+
+
+def _root_of(run: dg.DagsterRun) -> str:
+    """The first run of the run's group (an in-process re-execution has it as a tag only)."""
+    return run.tags.get("dagster/root_run_id") or run.root_run_id or run.run_id
+
+
+def _retries_left(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether the run's group (the run and its re-executions) holds fewer retries than the
+    instance's run_retries.max_retries (DEFAULT_MAX_RETRIES on an instance without them)."""
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        return False
+    most = instance.run_retries_max_retries if instance.run_retries_enabled else DEFAULT_MAX_RETRIES
+    _, group = instance.get_run_group(_root_of(run)) or ("", [run])
+    return len(group) <= most
 
 
 def _already_succeeded(instance: dg.DagsterInstance, key: str | None) -> bool:

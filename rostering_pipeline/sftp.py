@@ -55,7 +55,8 @@ class NotARealFolder(SftpError):
             f"{path} {what}. The pipeline never follows a link, nor uses anything but a real "
             "folder, in an LEA's folders (a link could lead to another LEA's files, or put "
             "this LEA's files elsewhere), so it stopped there: nothing is taken from, moved "
-            f"to or written into it. {fix}; the LEA's uploads then sync as usual."
+            f"to or written into it. {fix}, then re-execute the LEA's failed run (the upload "
+            "waits in the inbox or the archive); later uploads sync as usual."
         )
 
 

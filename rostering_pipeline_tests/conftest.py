@@ -13,11 +13,16 @@ import dagster as dg
 import duckdb
 import pytest
 import time_machine
+import yaml
 
-from rostering_pipeline.runner import SyncedRun, sync_once
+from rostering_pipeline.runner import SyncedRun, reexecute, sync_once
 from rostering_pipeline.settings import DEFAULT_QUIET_PERIOD_SECONDS
 from rostering_pipeline_tests.faulty_sftp import FaultySftpServer
 
+REPO = Path(__file__).resolve().parent.parent
+#: Production's run retries (deploy/dagster.yaml), so a test instance decides, as the daemon
+#: would, which failed runs Dagster retries.
+RUN_RETRIES = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())["run_retries"]
 DAY = 86_400
 #: 2026-09-01 12:00 UTC: the first upload day of the tests.
 DAY_ONE = 1_788_264_000
@@ -87,6 +92,22 @@ class Pipeline:
             finally:
                 self.clock = time.time()
 
+    def reexecute(self, run_id: str) -> SyncedRun:
+        """What an operator's "Re-execute all" in the UI (or Dagster's run retry) launches,
+        on the clock of the latest sync."""
+        with time_machine.travel(self.clock + 1, tick=True):
+            try:
+                return reexecute(self.defs(), self.instance, run_id)
+            finally:
+                self.clock = time.time()
+
+    def will_retry(self, run_id: str) -> bool:
+        """Whether Dagster's run retries re-execute this failed run (the daemon acts on the
+        tag Dagster sets when the run fails)."""
+        run = self.instance.get_run_by_id(run_id)
+        assert run is not None and run.status == dg.DagsterRunStatus.FAILURE, run
+        return run.tags.get("dagster/will_retry") == "true"
+
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
         with duckdb.connect(str(self.warehouse), read_only=True) as conn:
             return conn.execute(sql, params or []).fetchall()
@@ -144,5 +165,5 @@ def pipeline(
     env["ROSTERING_SFTP_PASSWORD"] = sftp_server.password or ""
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    with dg.DagsterInstance.ephemeral() as instance:
+    with dg.DagsterInstance.ephemeral(settings={"run_retries": RUN_RETRIES}) as instance:
         yield Pipeline(tmp_path, sftp_server.root, instance, env)

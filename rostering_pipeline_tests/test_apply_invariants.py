@@ -225,10 +225,12 @@ def test_older_upload_never_overwrites_a_newer_one(pipeline: Pipeline) -> None:
     pipeline.upload(LEA, day_one(), day=1)
     with pytest.MonkeyPatch.context() as faulty:
         fail_at(faulty, "apply.begin:raise")
-        assert [r.success for r in pipeline.sync()] == [False]  # received on day 1, not applied
+        [failed] = pipeline.sync()
+    assert not failed.success  # received on day 1, not applied
     pipeline.upload(LEA, day_two(), day=2)
 
-    runs = pipeline.sync()  # day 2's upload, then the retry of day 1's
+    runs = pipeline.sync()  # day 2's upload
+    runs.append(pipeline.reexecute(failed.run_id))  # then day 1's, re-executed
 
     assert [r.success for r in runs] == [True, True]
     assert [s for _, s in _statuses(pipeline)] == ["superseded", "applied"]

@@ -62,7 +62,7 @@ def test_connection_dropped_mid_download_is_retried_and_applied_once(
     ) == [(_roster_size(pipeline),)]
 
 
-def test_download_failing_every_attempt_fails_the_run_and_the_retry_applies_once(
+def test_download_failing_every_attempt_fails_the_run_and_the_re_execution_applies_once(
     pipeline: Pipeline,
     sftp_server: FaultySftpServer,
     tmp_path: Path,
@@ -83,9 +83,11 @@ def test_download_failing_every_attempt_fails_the_run_and_the_retry_applies_once
     assert_archive_whole(Path(pipeline.env["ROSTERING_ARCHIVE"]))
     assert pipeline.query("select count(*) from ingest.uploads") == [(0,)]
     assert pipeline.inbox(LEA) == sorted([*files, "ready"])  # still there to retry
+    assert not pipeline.will_retry(failed.run_id)  # a step failed: not retried at once…
+    assert pipeline.sync() == []  # …nor requested again by the sensor
 
     sftp_server.cut_after_bytes = None
-    [retried] = pipeline.sync()
+    retried = pipeline.reexecute(failed.run_id)  # the operator's, once the server is fixed
 
     assert retried.success
     assert pipeline.query("select status from ingest.uploads") == [("applied",)]
@@ -176,7 +178,9 @@ def test_host_key_changed_between_sensor_and_run_fails_the_run_with_the_fix(
     assert f"LEA {LEA}:" in message and "presented a host key that does not match" in message
     assert "update ROSTERING_SFTP_KNOWN_HOSTS" in message
     assert not Path(pipeline.env["ROSTERING_ARCHIVE"]).exists()
-    assert pipeline.query("select count(*) from ingest.uploads") == [(0,)]
+    assert not pipeline.warehouse.exists() or pipeline.query(
+        "select count(*) from ingest.uploads"
+    ) == [(0,)]
 
 
 def test_wrong_password_fails_the_run_and_the_upload_stays_retryable(
@@ -200,9 +204,10 @@ def test_wrong_password_fails_the_run_and_the_upload_stays_retryable(
     assert "not-the-password" not in message
     assert pipeline.query("select * from roster.students order by student_id") == before
     assert "students.csv" in pipeline.inbox(LEA)
+    assert not pipeline.will_retry(result.run_id)  # no use retrying before the fix
 
     monkeypatch.setenv("ROSTERING_SFTP_PASSWORD", pipeline.env["ROSTERING_SFTP_PASSWORD"])
-    [retried] = pipeline.sync()
+    retried = pipeline.reexecute(result.run_id)
 
     assert retried.success
     assert pipeline.query("select status from ingest.uploads order by received_at") == [
@@ -231,20 +236,22 @@ def test_server_down_fails_the_run_and_the_upload_is_applied_when_it_is_back(
         f"LEA {LEA}: Could not connect to 127.0.0.1:{sftp_server.port} after 2 attempts" in message
     )
     assert "Check that the server is up and reachable" in message
-    assert pipeline.query("select count(*) from ingest.uploads") == [(0,)]
-    assert pipeline.query("select count(*) from roster.students") == [(0,)]
+    assert not pipeline.warehouse.exists() or pipeline.query(
+        "select count(*) from ingest.uploads"
+    ) == [(0,)]
+    assert not pipeline.will_retry(result.run_id)
 
     with EmbeddedSftpServer(pipeline.sftp_root) as back:
         monkeypatch.setenv("ROSTERING_SFTP_PORT", str(back.port))
         Path(pipeline.env["ROSTERING_SFTP_KNOWN_HOSTS"]).write_text(back.host_key_line + "\n")
-        [retried] = pipeline.sync()
+        retried = pipeline.reexecute(result.run_id)
 
     assert retried.success
     assert pipeline.query("select status from ingest.uploads") == [("applied",)]
     assert _roster_size(pipeline) == 3
 
 
-def test_outbox_permission_denied_fails_the_run_and_the_retry_delivers_the_report(
+def test_outbox_permission_denied_fails_the_run_and_the_re_execution_delivers_the_report(
     pipeline: Pipeline, sftp_server: FaultySftpServer
 ) -> None:
     pipeline.upload(LEA, day_one())
@@ -261,9 +268,10 @@ def test_outbox_permission_denied_fails_the_run_and_the_retry_delivers_the_repor
     [(upload_id, status)] = pipeline.query("select upload_id, status from ingest.uploads")
     assert status == "applied"
     changes = pipeline.query("select count(*) from roster.changes")
+    assert not pipeline.will_retry(failed.run_id)
 
     sftp_server.deny_writes = set()
-    [retried] = pipeline.sync()
+    retried = pipeline.reexecute(failed.run_id)
 
     assert retried.success
     assert pipeline.instance.get_run_by_id(retried.run_id).tags["dagster/partition"] == LEA
@@ -273,7 +281,7 @@ def test_outbox_permission_denied_fails_the_run_and_the_retry_delivers_the_repor
     ]
     report = next(t for n, t in pipeline.outbox(LEA).items() if n.startswith("sync_report_"))
     assert "**Applied**" in report
-    assert pipeline.sync() == []  # delivered: not retried again
+    assert pipeline.sync() == []  # delivered: nothing requested again
 
 
 def test_file_changed_after_ready_is_not_read_and_the_settled_upload_is_applied(
@@ -388,7 +396,7 @@ def test_soak_fifty_uploads_across_ten_leas_while_runs_are_in_progress(
         )) == enrollments  # fmt: skip
 
 
-def test_processed_folder_not_writable_fails_the_run_and_the_retry_applies_once(
+def test_processed_folder_not_writable_fails_the_run_and_the_re_execution_applies_once(
     pipeline: Pipeline, sftp_server: FaultySftpServer
 ) -> None:
     pipeline.upload(LEA, day_one())
@@ -408,9 +416,10 @@ def test_processed_folder_not_writable_fails_the_run_and_the_retry_applies_once(
     assert len(assert_archive_whole(Path(pipeline.env["ROSTERING_ARCHIVE"]))) == len(day_one())
     assert pipeline.query("select count(*) from roster.students") == [(0,)]
     assert pipeline.inbox(LEA) == sorted([*day_one(), "ready"])
+    assert not pipeline.will_retry(failed.run_id)
 
     sftp_server.deny_writes = set()
-    [retried] = pipeline.sync()
+    retried = pipeline.reexecute(failed.run_id)
 
     assert retried.success
     assert pipeline.query("select status from ingest.uploads") == [("applied",)]
@@ -434,9 +443,10 @@ def test_unreadable_inbox_file_fails_the_run_naming_it_and_nothing_is_read(
     assert pipeline.query("select count(*) from ingest.uploads") == [(0,)]
     assert_archive_whole(Path(pipeline.env["ROSTERING_ARCHIVE"]))
     assert pipeline.inbox(LEA) == sorted([*day_one(), "ready"])
+    assert not pipeline.will_retry(failed.run_id)
 
     sftp_server.deny_reads = set()
-    [retried] = pipeline.sync()
+    retried = pipeline.reexecute(failed.run_id)
 
     assert retried.success
     assert pipeline.query("select status from ingest.uploads") == [("applied",)]
@@ -534,7 +544,9 @@ def test_a_full_archive_disk_fails_the_run_as_the_archives_problem_not_sftps(
     assert_archive_whole(archive)  # nothing half-written left behind
     assert pipeline.inbox(LEA) == sorted([*day_one(), "ready"])
 
-    [retried] = pipeline.sync()  # the disk has room again: the sensor's retry applies it
+    assert not pipeline.will_retry(failed.run_id)
+
+    retried = pipeline.reexecute(failed.run_id)  # the disk has room again
 
     assert retried.success
     assert pipeline.query("select status from ingest.uploads") == [("applied",)]

@@ -4,7 +4,8 @@ server with real links: `/A/inbox -> ../B/inbox` would have A's run read B's fil
 them into A's processed/, `/A/processed -> ../B/inbox` would move A's files into B's inbox,
 and a linked outbox/ would put A's report elsewhere. The run refuses with the LEA, the path
 and the fix; nothing is read, moved or written through the link; other LEAs sync as usual;
-once an operator puts a real folder in its place, the LEA's upload syncs."""
+once an operator puts a real folder in its place and re-executes the failed run, the LEA's
+upload syncs."""
 
 from __future__ import annotations
 
@@ -84,7 +85,8 @@ def test_a_linked_folder_is_refused_and_nothing_goes_through_it(
     runs = {r.lea_id: r for r in pipeline.sync()}
 
     assert runs[B].success and not runs[A].success
-    message = failure_messages(pipeline, runs[A].run_id)
+    failed = runs[A]
+    message = failure_messages(pipeline, failed.run_id)
     assert f"LEA {A}: /{A}/{folder} is a symbolic link" in message
     assert f"{FIX}" in message and f"/{A}/{folder}" in message
     _nothing_of_a_was_received(pipeline)
@@ -97,12 +99,16 @@ def test_a_linked_folder_is_refused_and_nothing_goes_through_it(
     else:
         assert b_inbox == sorted([*_files_of(B), "ready"])  # A's run moved none of B's files
 
-    # An operator replaces the link with a real folder: A's next upload syncs.
+    # An operator replaces the link with a real folder, then re-executes A's failed run
+    # (a linked inbox listed nothing of A's: A's next upload syncs).
+    assert not pipeline.will_retry(failed.run_id)  # retrying before the fix would not help
     (root / A / folder).unlink()
     (root / A / folder).mkdir()
     if folder == "inbox":
         pipeline.upload(A, _files_of(A))
-    runs = {r.lea_id: r for r in pipeline.sync()}
+        runs = {r.lea_id: r for r in pipeline.sync()}
+    else:
+        runs = {A: pipeline.reexecute(failed.run_id)}
 
     assert runs[A].success
     assert pipeline.query("select status from ingest.uploads where lea_id = ?", [A]) == [
@@ -149,14 +155,16 @@ def test_a_folder_linked_while_the_run_downloads_is_refused_before_use(
     assert f"LEA {A}: /{A}/processed is a symbolic link" in message and FIX in message
     assert _tree(root / B) == ["inbox", "outbox"]  # nothing moved or written through them
     assert pipeline.inbox(A) == sorted([*_files_of(A), "ready"])
-    # Received (archived and recorded) but not applied; it is retried once the folder is real.
+    # Received (archived and recorded) but not applied; re-executed once the folder is real
+    # (retrying before that would fail again: Dagster does not).
     assert pipeline.query("select status from ingest.uploads") == [("received",)]
+    assert not pipeline.will_retry(run.run_id)
 
     sftp_server.after_open = None
     for folder in ("processed", "outbox"):
         (root / A / folder).unlink()
         (root / A / folder).mkdir()
-    [retried] = pipeline.sync()
+    retried = pipeline.reexecute(run.run_id)
 
     assert retried.success
     assert pipeline.query("select status from ingest.uploads") == [("applied",)]

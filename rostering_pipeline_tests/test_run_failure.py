@@ -46,9 +46,12 @@ def test_failed_run_is_recorded_reported_and_notified(
     report = next(t for n, t in pipeline.outbox(LEA).items() if n.startswith("sync_report_"))
     assert "a problem on our side" in report and run.run_id in report
     assert any(
-        f"LEA {LEA}: sync run failed" in r.getMessage() and run.run_id in r.getMessage()
+        f"LEA {LEA}: sync run failed" in r.getMessage()
+        and run.run_id in r.getMessage()
+        and "Next: fix the cause, then re-execute the run" in r.getMessage()
         for r in caplog.records
     )
+    assert not pipeline.will_retry(run.run_id)  # a failed step: Dagster does not retry it
     assert pipeline.query("select count(*) from roster.students") == [(0,)]
 
 

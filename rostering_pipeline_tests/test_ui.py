@@ -30,10 +30,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+from rostering_pipeline.run_launcher import FORKED_TAG
 
 from rostering_demo.embedded_sftp import EmbeddedSftpServer
 from rostering_pipeline.definitions import defs
-from rostering_pipeline.run_launcher import FORKED_TAG
 from rostering_pipeline.runner import sync_once
 from rostering_pipeline_tests.conftest import pipeline_env
 

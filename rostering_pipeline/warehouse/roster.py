@@ -137,8 +137,8 @@ def write_accounts(
                     )
                     + ", created after this upload was validated. Nothing was applied: the"
                     " upload's next run validates it again, rejects those rows and reports"
-                    " them to the LEA (the sensor starts that run within its automatic"
-                    " retries; past them an operator re-executes it)."
+                    " them to the LEA (Dagster's run retries start that run; past them an"
+                    " operator re-executes it)."
                 )
             counts["released"] = _release_inactive_logins(conn, lea_id, upload_id, now)
             counts["reactivated"] = conn.execute(

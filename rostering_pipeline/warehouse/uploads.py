@@ -208,21 +208,6 @@ def newest_blackout_held(conn: Connection) -> list[tuple[str, str, datetime]]:
     ).fetchall()
 
 
-def recovery_candidates(
-    conn: Connection, decided_after: datetime
-) -> list[tuple[str, str, str, datetime | None]]:
-    """(upload_id, lea_id, source_key, decided_at or None) of the uploads still `received`
-    and of those decided (not held) after `decided_after`, oldest received first."""
-    return conn.execute(
-        "select upload_id, lea_id, source_key,"
-        " case when status = 'received' then null else decided_at end"
-        " from ingest.uploads"
-        " where status = 'received' or (status <> 'held' and decided_at > ?)"
-        " order by received_at",
-        [decided_after],
-    ).fetchall()
-
-
 def last_upload_dates(conn: Connection) -> pl.DataFrame:
     """`lea_id`, `last_upload` (a date): when each LEA's newest upload was received."""
     return conn.execute(

@@ -1,6 +1,6 @@
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -10,14 +10,10 @@ from rostering_pipeline.ingest import UNREAD_TAG
 from rostering_pipeline.settings import IngestSettings, env_number
 from rostering_pipeline.sftp import NotARealFolder, SftpResource
 from rostering_pipeline.uploads import UPLOAD_KEY_TAG, CompleteUpload, scan_inboxes
-from rostering_pipeline.warehouse import WAREHOUSE_ERRORS, WarehouseResource
-from rostering_pipeline.warehouse import uploads as upload_rows
 
-#: Runs the sensor starts again by itself for an upload whose runs failed (a crash, a
-#: restart, a dropped connection); past this, an operator re-executes (see the README).
-MAX_AUTOMATIC_RETRIES = 3
-#: Uploads decided longer ago than this are not looked at again by the recovery pass.
-RECOVERY_WINDOW = timedelta(days=2)
+#: Times the sensor requests again an upload whose runs all ended without reading it (its
+#: files changed under the run, then were put back exactly as they were).
+MAX_UNREAD_RUNS = 3
 #: Minimum seconds between ticks (ROSTERING_SENSOR_INTERVAL_SECONDS). Dagster's sensor daemon
 #: looks at sensors every 5 s, so 3 s means "at every look": an upload waits 5 s at most for
 #: the sensor (a 5 s minimum would be missed by a hair and wait for the next look, 10 s). A
@@ -32,18 +28,17 @@ TICK_SECONDS = int(env_number("SENSOR_INTERVAL_SECONDS", 3, minimum=1))
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Lists every LEA's SFTP inbox; when an upload is complete (a `ready` file, "
     "or no change for the quiet period) requests one sync run for it, registering the LEA "
-    "as a partition the first time. An upload whose runs all failed (a crash, a restart) "
-    f"is requested again, at most {MAX_AUTOMATIC_RETRIES} times. An LEA folder or inbox "
+    "as a partition the first time. A run whose process died is retried by Dagster's run "
+    "retries (deploy/dagster.yaml), not by this sensor. An LEA folder or inbox "
     "that is a symbolic link is never listed: one run per link fails, naming it.",
 )
 def lea_inbox_sensor(
     context: dg.SensorEvaluationContext,
     sftp: SftpResource,
     ingest_settings: IngestSettings,
-    warehouse: WarehouseResource,
 ) -> dg.SensorResult:
     """Starts a run per complete upload; re-ticks are harmless because the run key names the
-    upload's arrival (its inbox listing: names, sizes, server mtimes) and the attempt."""
+    upload's arrival (its inbox listing: names, sizes, server mtimes)."""
     pending, arrivals = _read_cursor(context.cursor)
     tick_started = time.time()
     listing = sftp.list_inboxes()
@@ -67,7 +62,6 @@ def lea_inbox_sensor(
         )
     ]
     runs += [_refused_folder_request(lea_id, e) for lea_id, e in sorted(listing.refused.items())]
-    runs += _recovery_requests(context, warehouse, {a["upload_key"] for a in arrivals.values()})
     return dg.SensorResult(
         run_requests=runs,
         dynamic_partitions_requests=[lea_partitions.build_add_request(new_leas)]
@@ -105,7 +99,7 @@ def _arrival(
     came_back = bool(
         runs
         and runs[0].dagster_run.status == dg.DagsterRunStatus.SUCCESS
-        and not _ended_unread(runs[0])  # that run moved nothing: see _failed_runs
+        and not _ended_unread(runs[0])  # that run moved nothing: see _unread_runs
         and (runs[0].end_time or tick_started) < tick_started
     )
     if not came_back:
@@ -114,36 +108,20 @@ def _arrival(
     return {"key": upload.source_key, "upload_key": key, "received_at": now.isoformat()}
 
 
-def failed_attempts(
-    instance: dg.DagsterInstance, upload_key: str, *, failed_after: datetime | None = None
-) -> int | None:
-    """How many runs of this upload failed, or None when none should start now: one is
-    queued, running or succeeded, an operator cancelled one, the retries are used up, or
-    the last failure is older than `failed_after` (the upload was decided since)."""
-    records = instance.get_run_records(
-        dg.RunsFilter(tags={UPLOAD_KEY_TAG: upload_key}), limit=MAX_AUTOMATIC_RETRIES + 2
-    )
-    return _failed_runs(records, failed_after)
+def _unread_runs(records: list[dg.RunRecord]) -> int | None:
+    """How many runs of one upload (its run records, newest first) ended without reading it,
+    or None when the sensor should request no run for it now.
 
-
-def _failed_runs(records: list[dg.RunRecord], failed_after: datetime | None) -> int | None:
-    """failed_attempts over one upload's run records, newest first.
-
-    A run that ended without reading the upload (its files changed under it: UNREAD_TAG)
-    did not take it: it counts as an attempt (the next run key) but not as a failure, and
-    is bounded the same way (a server whose listing never matches what it sends would
+    An upload is requested once; a run that failed is Dagster's to retry (its process died)
+    or an operator's to re-execute (a step failed: fix the cause first). A run that ended
+    without reading the upload (its files changed under it: UNREAD_TAG) succeeded but did
+    not take it: the same listing seen again is requested again under the next run key, at
+    most MAX_UNREAD_RUNS times (a server whose listing never matches what it sends would
     otherwise start a run at every tick)."""
-    failures = sum(r.dagster_run.status == dg.DagsterRunStatus.FAILURE for r in records)
     unread = sum(map(_ended_unread, records))
-    if failures + unread < len(records):
+    if unread < len(records) or unread > MAX_UNREAD_RUNS:
         return None
-    if failures > MAX_AUTOMATIC_RETRIES or unread > MAX_AUTOMATIC_RETRIES:
-        return None
-    if failed_after is not None and records:
-        ended = records[0].end_time or records[0].update_timestamp.timestamp()
-        if ended < failed_after.timestamp():
-            return None
-    return len(records)
+    return unread
 
 
 def _ended_unread(record: dg.RunRecord) -> bool:
@@ -151,8 +129,8 @@ def _ended_unread(record: dg.RunRecord) -> bool:
     return run.status == dg.DagsterRunStatus.SUCCESS and run.tags.get(UNREAD_TAG) == "true"
 
 
-def _run_key(base: str, attempt: int) -> str:
-    return base if attempt == 0 else f"{base}-retry{attempt}"
+def _run_key(base: str, unread: int) -> str:
+    return base if unread == 0 else f"{base}-again{unread}"
 
 
 def _runs_by_upload(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, list[dg.RunRecord]]:
@@ -172,11 +150,11 @@ def _runs_by_upload(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, 
 def _inbox_request(
     upload: CompleteUpload, arrival: dict, runs: list[dg.RunRecord]
 ) -> dg.RunRequest | None:
-    attempt = _failed_runs(runs, None)
-    if attempt is None:
+    unread = _unread_runs(runs)
+    if unread is None:
         return None
     return dg.RunRequest(
-        run_key=_run_key(arrival["upload_key"], attempt),
+        run_key=_run_key(arrival["upload_key"], unread),
         partition_key=upload.lea_id,
         run_config={
             "ops": {
@@ -204,54 +182,3 @@ def _refused_folder_request(lea_id: str, refused: NotARealFolder) -> dg.RunReque
         run_config={"ops": {"raw_upload": {"config": {"refused_folder": refused.path}}}},
         tags={"lea_id": lea_id},
     )
-
-
-def _recovery_requests(
-    context: dg.SensorEvaluationContext, warehouse: WarehouseResource, in_inbox: set[str]
-) -> list[dg.RunRequest]:
-    """Replays of archived uploads whose runs died after receiving them.
-
-    Once received, an upload's files have left the inbox, so only ingest.uploads remembers
-    it. One that is still `received`, or was decided lately but whose last run failed (after
-    the roster was applied, on writing the report, say), is replayed from the archive: the
-    apply is idempotent and the report is delivered on the replay. Held uploads wait for an
-    operator and are left alone."""
-    try:
-        with warehouse.connect(read_only=True, waiter="sensor_tick") as conn:
-            rows = upload_rows.recovery_candidates(conn, datetime.now(UTC) - RECOVERY_WINDOW)
-    except WAREHOUSE_ERRORS as error:
-        # The warehouse is busy (a run holds it) or not created yet: try on the next tick.
-        context.log.info(f"recovery pass skipped this tick: {type(error).__name__}")
-        return []
-    # One query for the window's failed runs, rather than one per upload of every LEA.
-    failed = _failed_upload_keys(context.instance, datetime.now(UTC) - RECOVERY_WINDOW)
-    runs = []
-    for upload_id, lea_id, upload_key, decided_at in rows:
-        if upload_key in in_inbox:
-            continue  # still in the inbox: the inbox request above covers it
-        if upload_key not in failed:
-            continue  # no run of it failed lately: nothing to recover
-        attempt = failed_attempts(context.instance, upload_key, failed_after=decided_at)
-        if not attempt:  # None, or 0: no run has failed (it ran in-process, say)
-            continue
-        runs.append(
-            dg.RunRequest(
-                run_key=_run_key(upload_id, attempt),
-                partition_key=lea_id,
-                run_config={"ops": {"raw_upload": {"config": {"replay_upload_id": upload_id}}}},
-                tags={"lea_id": lea_id, UPLOAD_KEY_TAG: upload_key},
-            )
-        )
-    return runs
-
-
-def _failed_upload_keys(instance: dg.DagsterInstance, since: datetime) -> set[str]:
-    """Upload keys of the sync runs that failed since `since`."""
-    records = instance.get_run_records(
-        dg.RunsFilter(
-            job_name=sync_upload_job.name,
-            statuses=[dg.DagsterRunStatus.FAILURE],
-            updated_after=since,
-        )
-    )
-    return {key for r in records if (key := r.dagster_run.tags.get(UPLOAD_KEY_TAG))}

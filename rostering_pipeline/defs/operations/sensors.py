@@ -20,8 +20,9 @@ from rostering_pipeline.warehouse import uploads as upload_rows
     monitored_jobs=[sync_upload_job],
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="When a sync run fails, records why on the upload in ingest.uploads, tells "
-    "the LEA in its outbox that the upload is received and will be retried, and notifies "
-    "the operators (the log, unless another notifier is configured).",
+    "the LEA in its outbox that the upload is received and will be processed once the problem "
+    "is fixed, and notifies the operators (the log, unless another notifier is configured), "
+    "saying whether Dagster retries the run (its process died) or it waits for them.",
 )
 def sync_run_failure_sensor(
     context: dg.RunFailureSensorContext,
@@ -64,9 +65,17 @@ def sync_run_failure_sensor(
         "held": f"LEA {lea_id}: upload held for review",
         None: f"LEA {lea_id}: sync run failed before the upload was recorded",
     }.get(status, f"LEA {lea_id}: a run failed after the upload was decided ({status})")
+    # Dagster decides when the run fails whether its run retries re-execute it (will_retry).
+    fresh = context.instance.get_run_by_id(run.run_id) or run
+    next_step = (
+        "Dagster retries the run"
+        if fresh.tags.get("dagster/will_retry") == "true"
+        else "fix the cause, then re-execute the run (all steps)"
+    )
     notifier.notify(
         subject,
-        f"run {run.run_id}, upload {upload.upload_id if upload else 'not yet recorded'}: {summary}",
+        f"run {run.run_id}, upload {upload.upload_id if upload else 'not yet recorded'}: "
+        f"{summary}. Next: {next_step}.",
     )
 
 

@@ -15,6 +15,7 @@ from rostering_pipeline.outbox import deliver_report
 from rostering_pipeline.roster.apply import apply_upload
 from rostering_pipeline.roster.checks import dangling_references, key_sample, reconcile
 from rostering_pipeline.roster.plan import RosterDiff, plan_upload
+from rostering_pipeline.roster.store import LoginTaken
 from rostering_pipeline.settings import IngestSettings
 from rostering_pipeline.sftp import SftpResource
 from rostering_pipeline.upload_spec.files import ENTITIES
@@ -27,6 +28,9 @@ from rostering_pipeline.warehouse.roster import applied_counts
 MASS_DROP_SAFEGUARD = "mass_drop_safeguard"
 RECONCILIATION = "reconciliation"
 REFERENTIAL_INTEGRITY = "referential_integrity"
+#: Dagster's run tag that makes run retries re-execute a run failed by a step (see
+#: deploy/dagster.yaml `run_retries.retry_on_asset_or_op_failure`).
+RETRY_ON_STEP_FAILURE_TAG = "dagster/retry_on_asset_or_op_failure"
 
 
 class RosterDiffConfig(dg.Config):
@@ -216,7 +220,13 @@ def applied_roster(
         ],
     )
     with warehouse.connect() as conn:
-        plan = apply_upload(conn, raw_upload, validated, roster_diff, datetime.now(UTC))
+        try:
+            plan = apply_upload(conn, raw_upload, validated, roster_diff, datetime.now(UTC))
+        except LoginTaken:
+            # A new run validates again with the login now taken and rejects the row: opt
+            # this run in to Dagster's run retries, which skip failed steps otherwise.
+            context.instance.add_run_tags(context.run.run_id, {RETRY_ON_STEP_FAILURE_TAG: "true"})
+            raise
         applied = plan.decision in ("apply", "applied", "duplicate")
         differing = reconcile(conn, validated) if applied and validated.accepted else {}
         dangling = dangling_references(conn, raw_upload.lea_id)
