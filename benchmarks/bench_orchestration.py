@@ -27,6 +27,10 @@ and stops it at the end. The table's title carries the load average before and a
     uv run python benchmarks/bench_orchestration.py --leas 10 --daemon-leas 40 --daemon-timeout 900
     uv run python benchmarks/bench_orchestration.py --leas 30 --daemon-leas 0 --listing-leas 0 \
         --instance postgres-pooled    # per-run overhead on each storage (also sqlite, postgres)
+
+The daemon uses deploy/dagster.yaml (Dagster's own run launcher). To compare the opt-in
+forkserver launcher, `cat deploy/dagster.yaml deploy/forkserver_launcher.yaml > fork.yaml`
+and run the same command with and without `--instance-yaml fork.yaml`, interleaved.
 """
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 with its own DAGSTER_HOME holding a copy of deploy/dagster.yaml (queued run coordinator,
 per-LEA run limit) and the ROSTERING_* environment of the test's servers.
 
-The daemon launches runs with deploy/dagster.yaml's LocalRunLauncher (processes forked from
-its forkserver), exactly as in production, so tests see real DuckDB lock contention between
-run processes, and process crashes. It is started in its own session and always killed as a
-process group (daemon, code server, forkserver and run processes together), so a test can
-never leave one behind.
+The daemon launches runs with deploy/dagster.yaml's run launcher (Dagster's own: each run a
+process its code server starts), exactly as in production, so tests see real DuckDB lock
+contention between run processes, and process crashes. It is started in its own session and
+always killed as a process group (daemon, code server and run processes together), so a
+test can never leave one behind.
 """
 
 from __future__ import annotations
@@ -124,6 +124,25 @@ class Daemon:
                     f"daemon log:\n{self.log_tail()}"
                 )
             time.sleep(interval)
+
+
+def run_processes(daemon: Daemon) -> list[int]:
+    """The run processes alive in the daemon's session: those Dagster's code server started
+    (multiprocessing "spawn"), as seen in /proc."""
+    assert daemon.process is not None
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue  # ended meanwhile
+        # fields: state, ppid, pgrp, session, …
+        if int(fields[3]) == daemon.process.pid and fields[0] != "Z" and b"spawn_main" in command:
+            found.append(int(entry.name))
+    return found
 
 
 @contextmanager

@@ -1,7 +1,7 @@
-"""The pipeline under a real `dagster-daemon`: the sensor, the queued run coordinator with
-deploy/dagster.yaml's limits, run processes forked by LocalRunLauncher, a run terminated as
-the UI would, and a daemon killed while runs are in flight. Every complete upload ends
-applied exactly once."""
+"""The pipeline under a real `dagster-daemon` with deploy/dagster.yaml: the sensor, the queued
+run coordinator with its limits, Dagster's own run launcher, run monitoring and run retries;
+a run terminated as the UI would, a run process killed, and a daemon killed while runs are in
+flight. Every complete upload ends applied exactly once."""
 
 from __future__ import annotations
 
@@ -19,10 +19,8 @@ import duckdb
 import pytest
 
 from rostering_demo.generator import LeaSpec
-from rostering_pipeline.failpoints import FAILPOINT_ENV
-from rostering_pipeline.run_launcher import FORKED_TAG, process_alive
 from rostering_pipeline_tests.conftest import Pipeline
-from rostering_pipeline_tests.daemon import REPO, Daemon, running_daemon
+from rostering_pipeline_tests.daemon import REPO, Daemon, run_processes, running_daemon
 from rostering_pipeline_tests.faults import generated_files
 
 pytestmark = pytest.mark.daemon
@@ -50,12 +48,13 @@ def _put_uploads(pipeline: Pipeline, tmp_path: Path, leas: list[str]) -> dict[st
 
 
 def _query(pipeline: Pipeline, sql: str) -> list[tuple] | None:
-    """A read of the warehouse, or None while a run holds it for writing."""
+    """A read of the warehouse, or None while a run holds it for writing or before a run has
+    created its tables (a test's own connection creates an empty file)."""
     if not pipeline.warehouse.exists():
         return None
     try:
         return pipeline.query(sql)
-    except duckdb.IOException:
+    except (duckdb.IOException, duckdb.CatalogException):
         return None
 
 
@@ -91,6 +90,10 @@ def _assert_applied_exactly_once(pipeline: Pipeline, students: dict[str, int]) -
 
 
 def test_twenty_lea_runs_launched_at_once_all_succeed(pipeline: Pipeline, tmp_path: Path) -> None:
+    """No run fails on the warehouse's lock or any step. A run that could not be launched
+    (on an overloaded machine the code server's start of a run process can exceed Dagster's
+    60 s launch deadline) is failed by the queue and retried by Dagster: every upload is
+    still applied exactly once, by a run of its own LEA that succeeded."""
     students = _put_uploads(pipeline, tmp_path, leas := _leas(20))
 
     most_queued = 0
@@ -99,10 +102,12 @@ def test_twenty_lea_runs_launched_at_once_all_succeed(pipeline: Pipeline, tmp_pa
         nonlocal most_queued
         runs = daemon.runs()
         most_queued = max(most_queued, sum(r.status == dg.DagsterRunStatus.QUEUED for r in runs))
-        return len([r for r in runs if r.status in FAILED_OR_DONE]) >= 20
+        return _every_upload_applied(daemon, pipeline, students)
 
     with running_daemon(tmp_path / "dagster_home", _env(pipeline)) as daemon:
-        daemon.wait_for("20 finished runs", finished, timeout=480, interval=3)
+        # A bound, not a speed claim: on 2 shared cores under other suites' load, each run's
+        # fresh process (Dagster's launcher) and steps take 13–65 s, four at a time.
+        daemon.wait_for("every upload applied", finished, timeout=900, interval=3)
         records = list(daemon.instance.get_run_records())
         step_trouble = {
             r.dagster_run.tags["lea_id"]: [
@@ -118,8 +123,11 @@ def test_twenty_lea_runs_launched_at_once_all_succeed(pipeline: Pipeline, tmp_pa
             for r in records
         }
 
-    assert sorted(r.dagster_run.tags["lea_id"] for r in records) == leas
-    assert {r.dagster_run.status for r in records} == {dg.DagsterRunStatus.SUCCESS}
+    succeeded = [r for r in records if r.dagster_run.status == dg.DagsterRunStatus.SUCCESS]
+    failed = [r.dagster_run for r in records if r.dagster_run.status != dg.DagsterRunStatus.SUCCESS]
+    assert sorted(r.dagster_run.tags["lea_id"] for r in succeeded) == leas
+    retried = {r.dagster_run.parent_run_id for r in records}
+    assert all(run.run_id in retried for run in failed), failed  # each failure retried
     assert {r.dagster_run.tags.get("dagster/sensor_name") for r in records} == {"lea_inbox_sensor"}
     assert all(not trouble for trouble in step_trouble.values()), step_trouble  # no lock failures
     assert most_queued >= 10  # requested together, held in the queue by the coordinator
@@ -127,19 +135,14 @@ def test_twenty_lea_runs_launched_at_once_all_succeed(pipeline: Pipeline, tmp_pa
     _assert_applied_exactly_once(pipeline, students)
 
 
-def test_run_forks_from_the_warm_worker_and_terminates_cleanly(
+def test_run_terminated_as_the_ui_does_is_canceled_and_not_retried(
     pipeline: Pipeline, tmp_path: Path
 ) -> None:
     _put_uploads(pipeline, tmp_path, [lea := _leas(1)[0]])
     with running_daemon(tmp_path / "dagster_home", _env(pipeline)) as daemon:
         run, held = _run_waiting_in_its_first_step(daemon, pipeline)
+        [pid] = run_processes(daemon)
         launcher = daemon.instance.run_launcher
-        pid, _ = launcher._run_process(run.run_id)
-        assert pid is not None
-        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        parent_command = Path(f"/proc/{parent}/cmdline").read_bytes().replace(b"\0", b" ")
-        assert b"multiprocessing.forkserver" in parent_command, parent_command
-        assert run.tags[FORKED_TAG] == str(pid)  # the process the launcher forked
 
         # As the UI's Terminate button does, from another process than the daemon.
         assert launcher.terminate(run.run_id)
@@ -151,12 +154,13 @@ def test_run_forks_from_the_warm_worker_and_terminates_cleanly(
             timeout=60,
             interval=0.2,
         )
-        daemon.wait_for(
-            "the run's process gone", lambda: not process_alive(pid, time.time()), timeout=30
-        )
+        daemon.wait_for("the run's process gone", lambda: not _alive(pid), timeout=30)
         held.close()
         assert not launcher.terminate(run.run_id)  # a finished run is not terminated again
+        time.sleep(12)  # two sensor ticks and retry-daemon passes: nothing starts it again
+        runs = daemon.runs()
     assert run.tags["lea_id"] == lea
+    assert [r.run_id for r in runs] == [run.run_id]
     # Nothing lost: the canceled run stopped before taking the upload, which waits in the
     # inbox for an operator's re-execution (a canceled upload is not retried automatically).
     assert "ready" in pipeline.inbox(lea) and "students.csv" in pipeline.inbox(lea)
@@ -168,26 +172,32 @@ def test_killed_run_process_fails_its_run_at_once_and_the_upload_is_applied_agai
     students = _put_uploads(pipeline, tmp_path, [_leas(1)[0]])
     with running_daemon(tmp_path / "dagster_home", _env(pipeline)) as daemon:
         run, held = _run_waiting_in_its_first_step(daemon, pipeline)
-        os.kill(int(run.tags[FORKED_TAG]), signal.SIGKILL)  # as the out-of-memory killer would
-        # Failed by the launcher watching its process, well before run monitoring's 30 s poll.
+        [pid] = run_processes(daemon)
+        os.kill(pid, signal.SIGKILL)  # as the out-of-memory killer would
+        # Failed by the code server watching its run processes, well before run monitoring.
         daemon.wait_for(
             "the run failed",
             lambda: daemon.instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE,
             timeout=10,
             interval=0.2,
         )
-        failure = _run_failure(daemon, run.run_id)
+        engine_events = " ".join(
+            e.message
+            for e in daemon.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
+        )
         held.close()
         daemon.wait_for(
-            "the upload applied by the sensor's next request",
+            "the upload applied by Dagster's retry of the run",
             lambda: _every_upload_applied(daemon, pipeline, students),
             timeout=180,
             interval=1,
         )
-        attempts = len(daemon.runs())
+        runs = daemon.runs()
 
-    assert "ended with exit code -9 before the run finished" in failure, failure
-    assert attempts == 2
+    assert "was terminated by signal 9 (SIGKILL)" in engine_events, engine_events
+    assert len(runs) == 2
+    retry = next(r for r in runs if r.run_id != run.run_id)
+    assert retry.parent_run_id == run.run_id and retry.tags["lea_id"] == run.tags["lea_id"]
     _assert_applied_exactly_once(pipeline, students)
 
 
@@ -229,43 +239,12 @@ def test_a_run_launched_by_hand_waits_for_the_lea_s_sensor_run(
     assert _most_at_once(records) == 1
 
 
-def test_run_process_that_dies_before_it_starts_fails_its_run_and_loses_no_file(
-    pipeline: Pipeline, tmp_path: Path
-) -> None:
-    _put_uploads(pipeline, tmp_path, [lea := _leas(1)[0]])
-    env = {**_env(pipeline), FAILPOINT_ENV: "run_process.start:kill"}  # as a broken install
-    with running_daemon(tmp_path / "dagster_home", env) as daemon:
-        run = daemon.wait_for(
-            "the run failed",
-            lambda: next(
-                (r for r in daemon.runs() if r.status == dg.DagsterRunStatus.FAILURE), None
-            ),
-            timeout=120,
-            interval=0.2,
-        )
-        errors = [
-            e.dagster_event.engine_event_data.error.message
-            for e in daemon.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
-            if e.dagster_event.engine_event_data.error is not None
-        ]
-        pid = int(run.tags[FORKED_TAG])
-
-    # Failed at launch with the process's exit code, not after the 60 s start timeout.
-    assert any(
-        f"The run's process (pid {pid}) ended before it started (exit code 137)" in m
-        for m in errors
-    ), errors
-    assert not process_alive(pid, time.time())
-    assert run.tags["lea_id"] == lea
-    # Nothing was read: the upload waits in the inbox for the next run.
-    assert "ready" in pipeline.inbox(lea) and "students.csv" in pipeline.inbox(lea)
-
-
-def _run_failure(daemon: Daemon, run_id: str) -> str:
-    """What Dagster recorded as the run's failure (its RUN_FAILURE messages)."""
-    return " ".join(
-        e.message for e in daemon.instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
-    )
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _run_waiting_in_its_first_step(
@@ -299,9 +278,12 @@ def test_killed_daemon_with_runs_in_flight_recovers_every_upload(
     pipeline: Pipeline, tmp_path: Path
 ) -> None:
     students = _put_uploads(pipeline, tmp_path, _leas(6))
+    # Production's limits, shortened: a run whose host went down is failed once it has run
+    # longer than max_runtime_seconds (a healthy run here takes seconds, tens under load).
     monitoring = {
         "run_monitoring": {
             "start_timeout_seconds": 60,
+            "max_runtime_seconds": 45,
             "poll_interval_seconds": 2,
             "free_slots_after_run_end_seconds": 1,
         },
@@ -323,24 +305,19 @@ def test_killed_daemon_with_runs_in_flight_recovers_every_upload(
         assert any(s not in FAILED_OR_DONE for s in at_kill.values())
 
         daemon.start()
-        daemon.wait_for(
+        daemon.wait_for(  # a bound: dead runs wait out the timeouts above, then retry
             "every upload applied",
             lambda: _every_upload_applied(daemon, pipeline, students),
-            timeout=240,
+            timeout=600,
             interval=2,
         )
-        after = {r.run_id: r.status for r in daemon.runs()}
-        failures = {
-            run_id: _run_failure(daemon, run_id)
-            for run_id, status in at_kill.items()
-            if status == dg.DagsterRunStatus.STARTED
-        }
+        runs = {r.run_id: r for r in daemon.runs()}
 
     dead = [run_id for run_id, status in at_kill.items() if status == dg.DagsterRunStatus.STARTED]
-    assert all(after[run_id] == dg.DagsterRunStatus.FAILURE for run_id in dead)
-    # Found dead by LocalRunLauncher's health check, not after the maximum run time.
-    assert all("the run's process (pid" in failures[run_id] for run_id in dead), failures
-    assert len(after) > len(at_kill)  # the sensor requested the uploads of dead runs again
+    assert all(runs[run_id].status == dg.DagsterRunStatus.FAILURE for run_id in dead)
+    # Each dead run was retried by Dagster (a run of the same upload, its child).
+    retried = {r.parent_run_id for r in runs.values() if r.parent_run_id}
+    assert set(dead) <= retried, (dead, retried)
     _assert_applied_exactly_once(pipeline, students)
 
 

@@ -1,5 +1,14 @@
-"""Dagster's local run launcher, with run processes forked from a warm worker, and a health
-check so run monitoring sees a dead run at once.
+"""OPT-IN, OFF BY DEFAULT. Dagster's local run launcher, with run processes forked from a warm
+worker, and a health check so run monitoring sees a dead run at once.
+
+Fence. This module is an instance plugin, not part of the code location, and it reaches into
+Dagster's private modules (every `dagster._*` import below), `multiprocessing.process._children`
+and the `pid` metadata of the engine event a run process logs when it starts, none of which
+Dagster documents or keeps stable. It was written against exactly WRITTEN_FOR_DAGSTER;
+rostering_pipeline_tests/test_forkserver_launcher.py fails on any other version (and runs
+runs through it under a real daemon): re-read those internals, re-run the tests, then bump
+the pin. To opt in, see README "Run launcher"; deploy/dagster.yaml uses Dagster's own
+DefaultRunLauncher, which every other test runs on.
 
 Start-up. DefaultRunLauncher asks the code server to start each run in a fresh Python process
 (multiprocessing "spawn"), which spends ~1.5 s of CPU importing Dagster and paramiko before the
@@ -17,7 +26,7 @@ Health. DefaultRunLauncher cannot tell when a run's process has died (a crash, a
 out-of-memory kill, the daemon's host restarting). Such a run stays "started" until
 `max_runtime_seconds`, holding its LEA's run slot. The run's own event log names its process
 id, so the monitoring daemon can ask the operating system whether the process is still there
-and fail the run within one poll; lea_inbox_sensor then requests its upload again. A forked
+and fail the run within one poll; Dagster's run retries then re-execute it. A forked
 run whose process exits before its run has finished (even before the run started) is failed
 at once by the launching process, with the exit code.
 """
@@ -47,7 +56,27 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import serialize_value
 
-from .failpoints import failpoint
+from rostering_pipeline.failpoints import failpoint
+
+#: The Dagster version whose internals this module was written and tested against.
+WRITTEN_FOR_DAGSTER = "1.13.27"
+#: The private names it uses ("module:attribute"), checked by its test on every run.
+PRIVATE_SYMBOLS = (
+    "dagster._core.errors:DagsterLaunchFailedError",
+    "dagster._core.instance.ref:InstanceRef",
+    "dagster._core.launcher:DefaultRunLauncher",
+    "dagster._core.launcher:LaunchRunContext",
+    "dagster._core.launcher.base:CheckRunHealthResult",
+    "dagster._core.launcher.base:WorkerStatus",
+    "dagster._core.remote_origin:CodeLocationOrigin",
+    "dagster._core.remote_origin:GrpcServerCodeLocationOrigin",
+    "dagster._core.remote_origin:ManagedGrpcPythonEnvCodeLocationOrigin",
+    "dagster._core.storage.dagster_run:DagsterRun",
+    "dagster._grpc.types:ExecuteRunArgs",
+    "dagster._serdes:serialize_value",
+    "dagster._cli.api:execute_run_command",
+    "multiprocessing.process:_children",
+)
 
 # Imported once by the forkserver, with the modules of the instance's storage classes (for
 # SQLite: SQLAlchemy and alembic) and what the `dagster-daemon` script imports (multiprocessing
@@ -71,7 +100,7 @@ FORKED_TAG = "rostering/run_worker"
 START_TIMEOUT_SECONDS = 60.0
 
 
-class LocalRunLauncher(DefaultRunLauncher):
+class ForkserverRunLauncher(DefaultRunLauncher):
     """DefaultRunLauncher whose runs fork from a warm worker and are checked by run monitoring."""
 
     def __init__(self, inst_data=None):
@@ -140,8 +169,8 @@ class LocalRunLauncher(DefaultRunLauncher):
         self._instance.report_run_failed(
             run,
             f"The run's process ended with exit code {code} before the run finished (killed, "
-            "out of memory, or a crash; see the daemon's log). lea_inbox_sensor requests the "
-            "upload again.",
+            "out of memory, or a crash; see the daemon's log). Dagster's run retries re-execute "
+            "it.",
         )
 
     def terminate(self, run_id: str) -> bool:
@@ -175,7 +204,7 @@ class LocalRunLauncher(DefaultRunLauncher):
         return CheckRunHealthResult(
             WorkerStatus.FAILED,
             f"the run's process (pid {pid}) is gone: it was killed or its machine restarted. "
-            "lea_inbox_sensor requests the upload again.",
+            "Dagster's run retries re-execute it.",
         )
 
     def _run_process(self, run_id: str) -> tuple[int | None, float]:
