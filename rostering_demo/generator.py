@@ -952,7 +952,7 @@ def _parse_lea(value: str) -> LeaSpec:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of `python -m rostering_pipeline.generator`."""
+    """The command line of `python -m rostering_demo.generator`."""
     parser = argparse.ArgumentParser(
         prog="python -m rostering_demo.generator", description=main.__doc__
     )

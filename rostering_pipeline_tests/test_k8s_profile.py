@@ -65,6 +65,7 @@ def test_k8s_values_carry_the_embedded_run_limits() -> None:
             "limit": 1} in queued["tagConcurrencyLimits"]  # fmt: skip
     assert queued["dequeueIntervalSeconds"] == embedded["run_queue"]["dequeue_interval_seconds"]
     assert daemon["runMonitoring"] == _camel_keys(embedded["run_monitoring"])
+    assert daemon["runRetries"] == _camel_keys(embedded["run_retries"])
 
 
 def _literal_secrets(value, path: str = "") -> list[str]:
