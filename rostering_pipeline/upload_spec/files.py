@@ -1,4 +1,10 @@
-"""The files and columns of an upload, as UPLOAD_SPEC.md names them."""
+"""The files and columns of an upload, as UPLOAD_SPEC.md names them: the entity registry.
+
+Each entity is one entry of UPLOAD_FILES, and what the pipeline builds per entity derives
+from it: the roster table's DDL (warehouse/schema.py), the diff's keys, the validated assets
+and their descriptions, the roster assets' inputs, the native format's file list. A new
+entity is one entry here plus its rules (upload_spec/rules.py, integrity.py).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,10 @@ class UploadFile:
     key: tuple[str, ...]
     required_columns: tuple[str, ...]
     optional_columns: tuple[str, ...] = ()
+    #: What the entity's validated asset holds (native entities only).
+    description: str = ""
+    #: Columns the roster keeps as dates; every other column is text.
+    dates: tuple[str, ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -22,7 +32,12 @@ class UploadFile:
 
 
 CAMPUSES = UploadFile(
-    "campuses", "campuses.csv", True, ("campus_id",), ("campus_id", "campus_name")
+    "campuses",
+    "campuses.csv",
+    True,
+    ("campus_id",),
+    ("campus_id", "campus_name"),
+    description="Campuses of the LEA's upload that pass every rule of campuses.csv.",
 )
 STAFF = UploadFile(
     "staff",
@@ -31,6 +46,7 @@ STAFF = UploadFile(
     ("staff_id",),
     ("staff_id", "first_name", "last_name", "email"),
     ("campus_id", "role", "state_staff_id"),
+    description="Staff members who pass every rule of staff.csv and point at accepted campuses.",
 )
 STUDENTS = UploadFile(
     "students",
@@ -39,6 +55,8 @@ STUDENTS = UploadFile(
     ("student_id",),
     ("student_id", "first_name", "last_name", "birth_date", "grade", "campus_id"),
     ("state_id", "middle_name", "gender", "home_language"),
+    description="Students who pass every rule of students.csv and point at accepted campuses.",
+    dates=("birth_date",),
 )
 CLASSES = UploadFile(
     "classes",
@@ -47,12 +65,23 @@ CLASSES = UploadFile(
     ("class_id",),
     ("class_id", "campus_id", "class_name", "teacher_id"),
     ("grade", "school_year"),
+    description="Classes that pass every rule and name an accepted campus and teacher.",
 )
 ENROLLMENTS = UploadFile(
-    "enrollments", "enrollments.csv", True, ("class_id", "student_id"), ("class_id", "student_id")
+    "enrollments",
+    "enrollments.csv",
+    True,
+    ("class_id", "student_id"),
+    ("class_id", "student_id"),
+    description="Student-in-class pairs whose class and student were both accepted.",
 )
 CO_TEACHERS = UploadFile(
-    "co_teachers", "co_teachers.csv", False, ("class_id", "staff_id"), ("class_id", "staff_id")
+    "co_teachers",
+    "co_teachers.csv",
+    False,
+    ("class_id", "staff_id"),
+    ("class_id", "staff_id"),
+    description="Additional teachers of accepted classes, never the class's own teacher.",
 )
 
 UPLOAD_FILES: tuple[UploadFile, ...] = (

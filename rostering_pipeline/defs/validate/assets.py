@@ -16,21 +16,12 @@ from rostering_pipeline.warehouse.roster import other_leas_logins
 
 UPLOAD_ACCEPTED = "upload_accepted"
 
-DESCRIPTIONS = {
-    "campuses": "Campuses of the LEA's upload that pass every rule of campuses.csv.",
-    "staff": "Staff members who pass every rule of staff.csv and point at accepted campuses.",
-    "students": "Students who pass every rule of students.csv and point at accepted campuses.",
-    "classes": "Classes that pass every rule and name an accepted campus and teacher.",
-    "enrollments": "Student-in-class pairs whose class and student were both accepted.",
-    "co_teachers": "Additional teachers of accepted classes, never the class's own teacher.",
-}
-
 
 @dg.multi_asset(
     outs={
         **{
             f"validated_{entity}": dg.AssetOut(
-                description=DESCRIPTIONS[entity],
+                description=BY_ENTITY[entity].description,
                 group_name=stages.VALIDATE,
                 kinds={"polars"},
                 owners=["team:rostering"],
