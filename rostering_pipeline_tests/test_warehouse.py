@@ -15,6 +15,7 @@ import pytest
 
 from rostering_pipeline.defs.roster.sensors import blackout_release_sensor
 from rostering_pipeline.lea_settings import LeaSettingsResource
+from rostering_pipeline.upload_spec.files import UPLOAD_FILES, UploadFile
 from rostering_pipeline.warehouse import WarehouseBusy, WarehouseResource, registered
 
 HOLD = """
@@ -111,6 +112,23 @@ def test_a_registered_frame_can_be_filtered_by_a_join(tmp_path: Path) -> None:
             ).fetchall()
 
     assert found == [("T1",)]
+
+
+@pytest.mark.parametrize("spec", UPLOAD_FILES, ids=lambda spec: spec.entity)
+def test_each_entity_of_the_registry_has_a_roster_table_of_its_columns(
+    tmp_path: Path, spec: UploadFile
+) -> None:
+    with WarehouseResource(path=str(tmp_path / "w.duckdb")).connect() as conn:
+        columns = conn.execute(
+            "select column_name, data_type, is_nullable from information_schema.columns"
+            " where table_schema = 'roster' and table_name = ? order by ordinal_position",
+            [spec.entity],
+        ).fetchall()
+
+    assert [c[0] for c in columns] == ["lea_id", *spec.columns, "upload_id"]
+    assert {c[0] for c in columns if c[2] == "NO"} == {"lea_id", *spec.key, "upload_id"}
+    assert {c[0] for c in columns if c[1] == "DATE"} == set(spec.dates)
+    assert {c[1] for c in columns} <= {"VARCHAR", "DATE"}
 
 
 def _calls_execute_or_imports_duckdb(path: Path) -> list[str]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import duckdb
 
-DDL = """
+from ..upload_spec.files import UPLOAD_FILES, UploadFile
+
+BASE_DDL = """
 create schema if not exists ingest;
 create schema if not exists quality;
 create schema if not exists roster;
@@ -46,32 +48,6 @@ create table if not exists quality.rejections (
     level varchar not null,
     recorded_at timestamptz not null
 );
-create table if not exists roster.campuses (
-    lea_id varchar not null, campus_id varchar not null, campus_name varchar,
-    upload_id varchar not null
-);
-create table if not exists roster.staff (
-    lea_id varchar not null, staff_id varchar not null, first_name varchar, last_name varchar,
-    email varchar, campus_id varchar, role varchar, state_staff_id varchar,
-    upload_id varchar not null
-);
-create table if not exists roster.students (
-    lea_id varchar not null, student_id varchar not null, first_name varchar,
-    last_name varchar, birth_date date, grade varchar, campus_id varchar, state_id varchar,
-    middle_name varchar, gender varchar, home_language varchar, upload_id varchar not null
-);
-create table if not exists roster.classes (
-    lea_id varchar not null, class_id varchar not null, campus_id varchar, class_name varchar,
-    teacher_id varchar, grade varchar, school_year varchar, upload_id varchar not null
-);
-create table if not exists roster.enrollments (
-    lea_id varchar not null, class_id varchar not null, student_id varchar not null,
-    upload_id varchar not null
-);
-create table if not exists roster.co_teachers (
-    lea_id varchar not null, class_id varchar not null, staff_id varchar not null,
-    upload_id varchar not null
-);
 create table if not exists roster.accounts (
     lea_id varchar not null,
     staff_id varchar not null,
@@ -96,16 +72,26 @@ create table if not exists roster.changes (
 """
 
 
+def roster_table_ddl(spec: UploadFile) -> str:
+    """The roster table of an entity of the registry: the LEA, the entity's columns (its key
+    not null, its dates as dates, the rest text), the upload that last wrote the row."""
+    columns = [
+        f"{c} {'date' if c in spec.dates else 'varchar'}{' not null' if c in spec.key else ''}"
+        for c in spec.columns
+    ]
+    return (
+        f"create table if not exists roster.{spec.entity} (lea_id varchar not null, "
+        + ", ".join(columns)
+        + ", upload_id varchar not null);"
+    )
+
+
+#: Every table of record; running it again changes nothing.
+DDL = BASE_DDL + "\n".join(roster_table_ddl(spec) for spec in UPLOAD_FILES) + "\n"
+
+
 #: Tables whose rows are deleted and replaced as uploads apply (roster.changes only grows).
-COMPACTED_TABLES = (
-    "roster.campuses",
-    "roster.staff",
-    "roster.students",
-    "roster.classes",
-    "roster.enrollments",
-    "roster.co_teachers",
-    "roster.accounts",
-)
+COMPACTED_TABLES = (*(f"roster.{spec.entity}" for spec in UPLOAD_FILES), "roster.accounts")
 
 
 def compact_roster(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int]]:
