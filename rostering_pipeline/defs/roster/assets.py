@@ -53,11 +53,11 @@ VALIDATED_INS = {
 
 
 def _validated(
-    raw_upload: Upload, upload_rejections: pl.DataFrame, tables: list[pl.DataFrame]
+    raw_upload: Upload, upload_rejections: pl.DataFrame, frames: dict[str, pl.DataFrame]
 ) -> ValidatedUpload:
-    return from_frames(
-        raw_upload.lea_id, dict(zip(ENTITIES, tables, strict=True)), upload_rejections
-    )
+    """The upload as validated, from the `validated_<entity>` inputs of VALIDATED_INS."""
+    tables = {e: frames[f"validated_{e}"] for e in ENTITIES}
+    return from_frames(raw_upload.lea_id, tables, upload_rejections)
 
 
 def _change_metadata(plan: RosterDiff) -> dict[str, dg.MetadataValue]:
@@ -108,26 +108,10 @@ def roster_diff(
     ingest_settings: IngestSettings,
     raw_upload: Upload,
     upload_rejections: pl.DataFrame,
-    validated_campuses: pl.DataFrame,
-    validated_staff: pl.DataFrame,
-    validated_students: pl.DataFrame,
-    validated_classes: pl.DataFrame,
-    validated_enrollments: pl.DataFrame,
-    validated_co_teachers: pl.DataFrame,
+    **validated_frames: pl.DataFrame,
 ):
     """Adds, updates and drops per entity that the upload makes to the LEA's applied roster."""
-    validated = _validated(
-        raw_upload,
-        upload_rejections,
-        [
-            validated_campuses,
-            validated_staff,
-            validated_students,
-            validated_classes,
-            validated_enrollments,
-            validated_co_teachers,
-        ],
-    )
+    validated = _validated(raw_upload, upload_rejections, validated_frames)
     with warehouse.connect(read_only=True) as conn:
         plan = plan_upload(
             conn,
@@ -199,26 +183,10 @@ def applied_roster(
     raw_upload: Upload,
     roster_diff: RosterDiff,
     upload_rejections: pl.DataFrame,
-    validated_campuses: pl.DataFrame,
-    validated_staff: pl.DataFrame,
-    validated_students: pl.DataFrame,
-    validated_classes: pl.DataFrame,
-    validated_enrollments: pl.DataFrame,
-    validated_co_teachers: pl.DataFrame,
+    **validated_frames: pl.DataFrame,
 ):
     """The LEA's roster in roster.* after the upload, applied in one transaction."""
-    validated = _validated(
-        raw_upload,
-        upload_rejections,
-        [
-            validated_campuses,
-            validated_staff,
-            validated_students,
-            validated_classes,
-            validated_enrollments,
-            validated_co_teachers,
-        ],
-    )
+    validated = _validated(raw_upload, upload_rejections, validated_frames)
     with warehouse.connect() as conn:
         try:
             plan = apply_upload(conn, raw_upload, validated, roster_diff, datetime.now(UTC))
