@@ -22,10 +22,18 @@ CHANGE_SCHEMA = {
 #: rejected row (a rejected class's enrollments), or a kept row names it (a kept class's
 #: teacher).
 WHY = "_kept_because"
-#: A rejected row of a parent keeps the rows that hang off it (its enrollments, say).
+#: A rejected row of a parent keeps the rows that hang off it (its enrollments, say): per
+#: entity, the (column, parent) of each reference that is part of the entity's key.
 DEPENDENT_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
-    "enrollments": (("class_id", "classes"), ("student_id", "students")),
-    "co_teachers": (("class_id", "classes"), ("staff_id", "staff")),
+    entity: links
+    for entity in ENTITIES
+    if (
+        links := tuple(
+            (ref.column, ref.target)
+            for ref in REFERENCES
+            if ref.entity == entity and ref.column in BY_ENTITY[entity].key
+        )
+    )
 }
 
 
