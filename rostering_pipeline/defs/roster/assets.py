@@ -15,7 +15,6 @@ from rostering_pipeline.outbox import deliver_report
 from rostering_pipeline.roster.apply import apply_upload
 from rostering_pipeline.roster.checks import dangling_references, key_sample, reconcile
 from rostering_pipeline.roster.plan import RosterDiff, plan_upload
-from rostering_pipeline.roster.store import LoginTaken
 from rostering_pipeline.settings import IngestSettings
 from rostering_pipeline.sftp import SftpResource
 from rostering_pipeline.upload_spec.files import ENTITIES
@@ -23,7 +22,7 @@ from rostering_pipeline.upload_spec.validate import ValidatedUpload
 from rostering_pipeline.uploads import Upload
 from rostering_pipeline.validated_frames import from_frames
 from rostering_pipeline.warehouse import WarehouseResource
-from rostering_pipeline.warehouse.roster import applied_counts
+from rostering_pipeline.warehouse.roster import LoginTaken, applied_counts
 
 MASS_DROP_SAFEGUARD = "mass_drop_safeguard"
 RECONCILIATION = "reconciliation"
