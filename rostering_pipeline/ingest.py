@@ -40,12 +40,6 @@ class UploadNotReady(Exception):
     """The inbox no longer holds what the sensor saw: the LEA is still writing to it."""
 
 
-#: Tags a run that ended without reading its upload (UploadNotReady): if the LEA puts the
-#: inbox back exactly as it was (a client that keeps timestamps re-sending a deleted file),
-#: the sensor requests that listing again instead of taking it as done.
-UNREAD_TAG = "rostering/upload_unread"
-
-
 def inbox_files(sftp: SftpResource, lea_id: str) -> list[RemoteFile]:
     return content_files([f for f in sftp.list_dir(inbox(lea_id)) if f.kind == "file"])
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from .defs.partitions import lea_partitions
+from .run_tags import PROCESS_TAG
 
 SENSOR = "lea_inbox_sensor"
 JOB = "sync_upload"
@@ -19,8 +20,6 @@ JOB = "sync_upload"
 #: runs `sync_once` executes in-process set it too: a run key that succeeded either way is
 #: not run again).
 RUN_KEY_TAG = "dagster/run_key"
-#: The process a run executes in when `sync_once` runs it in-process: "<host>:<pid>:<start>".
-PROCESS_TAG = "rostering/process"
 UNFINISHED = [
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,

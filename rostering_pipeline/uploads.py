@@ -25,15 +25,9 @@ def content_files(files: list[RemoteFile]) -> list[RemoteFile]:
     return [f for f in files if not is_ready_marker(f.name) and not f.name.endswith(".partial")]
 
 
-#: The run tag naming the upload a sync run is for (its source key, the same on every attempt),
-#: so the sensors can tell an upload whose runs all failed from one queued, running or done,
-#: and find the upload of a failed run.
-UPLOAD_KEY_TAG = "rostering/upload_key"
-
-
 def source_key(lea_id: str, files: list[RemoteFile]) -> str:
     """Names the inbox contents as listed (name, size, server mtime): the sensor's run key
-    (with `-retryN` on a retry) and its UPLOAD_KEY_TAG."""
+    (with `-retryN` on a retry) and its run_tags.UPLOAD_KEY_TAG."""
     listing = sorted((f.name, f.size, f.mtime) for f in content_files(files))
     digest = hashlib.sha256(json.dumps([lea_id, listing]).encode()).hexdigest()
     return f"{lea_id}-{digest[:16]}"

@@ -8,6 +8,7 @@ import time
 import dagster as dg
 import pytest
 
+from rostering_pipeline.run_tags import UPLOAD_KEY_TAG
 from rostering_pipeline.sftp import RemoteFile
 from rostering_pipeline.uploads import is_ready_marker, scan_inboxes
 from rostering_pipeline_tests.conftest import Pipeline
@@ -105,7 +106,4 @@ def test_sensor_waits_for_quiet_inbox_across_ticks(
     assert [r.partition_key for r in second.run_requests] == ["101912"]
     after = json.loads(second.cursor)
     assert after["pending"] == {}
-    assert (
-        after["arrivals"]["101912"]["upload_key"]
-        == second.run_requests[0].tags["rostering/upload_key"]
-    )
+    assert after["arrivals"]["101912"]["upload_key"] == second.run_requests[0].tags[UPLOAD_KEY_TAG]

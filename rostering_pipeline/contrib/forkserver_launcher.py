@@ -57,6 +57,7 @@ from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import serialize_value
 
 from rostering_pipeline.failpoints import failpoint
+from rostering_pipeline.run_tags import FORKED_TAG
 
 #: The Dagster version whose internals this module was written and tested against.
 WRITTEN_FOR_DAGSTER = "1.13.27"
@@ -93,9 +94,6 @@ STORAGE_DATA = (
     "schedule_storage_data",
     "compute_logs_data",
 )
-#: Set on runs this launcher forked (the value: the run process's id); any other run goes to
-#: DefaultRunLauncher to terminate.
-FORKED_TAG = "rostering/run_worker"
 #: How long launch_run waits for a forked run process to say it is running.
 START_TIMEOUT_SECONDS = 60.0
 

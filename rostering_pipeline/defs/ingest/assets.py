@@ -8,7 +8,6 @@ from rostering_pipeline import ledger
 from rostering_pipeline.defs import stages
 from rostering_pipeline.defs.partitions import lea_partitions
 from rostering_pipeline.ingest import (
-    UNREAD_TAG,
     ArchiveUnwritable,
     UploadNotReady,
     clear_inbox,
@@ -18,6 +17,7 @@ from rostering_pipeline.ingest import (
     reject_refused_upload,
 )
 from rostering_pipeline.markdown_text import md_text
+from rostering_pipeline.run_tags import UNREAD_TAG, UPLOAD_ID_TAG
 from rostering_pipeline.settings import IngestSettings
 from rostering_pipeline.sftp import NotARealFolder, RemoteFile, SftpError, SftpResource
 from rostering_pipeline.uploads import Upload, lea_folders, source_key
@@ -81,6 +81,8 @@ def raw_upload(
                 ledger.record_received(
                     conn, archive_root, upload, datetime.now(UTC), context.run.run_id
                 )
+            # The Runs page names the upload by the id operators use (reports, ingest.uploads).
+            context.instance.add_run_tags(context.run.run_id, {UPLOAD_ID_TAG: upload.upload_id})
             if upload.refused:
                 # Nothing of an upload with refused entries is read: the LEA is told what to
                 # fix and the later steps are skipped (the run succeeds; the roster is

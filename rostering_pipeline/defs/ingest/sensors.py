@@ -6,10 +6,10 @@ import dagster as dg
 
 from rostering_pipeline.defs.jobs import sync_upload_job
 from rostering_pipeline.defs.partitions import lea_partitions
-from rostering_pipeline.ingest import UNREAD_TAG
+from rostering_pipeline.run_tags import UNREAD_TAG, UPLOAD_KEY_TAG
 from rostering_pipeline.settings import IngestSettings, env_number
 from rostering_pipeline.sftp import NotARealFolder, SftpResource
-from rostering_pipeline.uploads import UPLOAD_KEY_TAG, CompleteUpload, scan_inboxes
+from rostering_pipeline.uploads import CompleteUpload, scan_inboxes
 
 #: Times the sensor requests again an upload whose runs all ended without reading it (its
 #: files changed under the run, then were put back exactly as they were).

@@ -9,9 +9,10 @@ from rostering_pipeline.defs.jobs import sync_upload_job
 from rostering_pipeline.ingest import find_upload
 from rostering_pipeline.notify import Notifier
 from rostering_pipeline.outbox import deliver_failure_notice
+from rostering_pipeline.run_tags import UPLOAD_KEY_TAG
 from rostering_pipeline.settings import IngestSettings
 from rostering_pipeline.sftp import SftpResource
-from rostering_pipeline.uploads import UPLOAD_KEY_TAG, Upload
+from rostering_pipeline.uploads import Upload
 from rostering_pipeline.warehouse import WAREHOUSE_ERRORS, Connection, WarehouseResource
 from rostering_pipeline.warehouse import uploads as upload_rows
 
