@@ -52,7 +52,7 @@ CHROMIUM_ARGS = [
     # Nothing but the webserver on loopback: every other host name fails to resolve.
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
-START_TIMEOUT_S = 60
+START_TIMEOUT_S = 180  # dagster dev took 64-80 s to come up on a loaded 2-core machine
 STOP_TIMEOUT_S = 20
 UI_TIMEOUT_MS = 30_000
 #: Below 0.6 the asset graph draws bare names; a little above keeps the full nodes.
