@@ -13,9 +13,9 @@ from datetime import datetime
 from pathlib import Path
 
 from . import ledger
+from .decision import Decision, UploadDecision
 from .outbox import deliver_report
 from .quality import record_rejections
-from .roster.plan import RosterDiff
 from .sftp import FileTooLarge, LocalWriteFailed, RemoteFile, SftpResource
 from .upload_spec.rejections import Rejection, rejection_frame
 from .uploads import (
@@ -106,12 +106,12 @@ def reject_refused_upload(
     reason = "the inbox held entries the pipeline does not read: " + "; ".join(
         f"{f.shown_name} ({f.rule})" for f in upload.refused
     )
-    decision = ledger.Decision("rejected", reason[:2000], now)
+    decision = Decision("rejected", reason[:2000], now)
     with warehouse.connect() as conn:
         record_rejections(conn, upload, rejections, now)
         ledger.reject_received(conn, upload.upload_id, decision)
     ledger.append_decision(archive_root, upload, decision)
-    plan = RosterDiff(upload.upload_id, upload.lea_id, "rejected", reason, None)
+    plan = UploadDecision(upload.upload_id, upload.lea_id, "rejected", reason, None)
     deliver_report(sftp, upload, plan, rejections)
 
 

@@ -15,57 +15,16 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from .decision import Decision
 from .uploads import ArchivedFile, RefusedFile, Upload, archive_path
 from .warehouse import Connection
 from .warehouse import uploads as rows
 
 FINAL_STATUSES = ("applied", "rejected", "duplicate", "superseded")
 MANIFEST_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class Decision:
-    """One decision on an upload, as the manifest keeps it."""
-
-    status: str
-    reason: str | None
-    decided_at: datetime
-    held_by: str | None = None
-    #: `release` or `reject` when an operator decided on a held upload.
-    operator: str | None = None
-    #: The LEA's settings the decision was made under (LeaSettings as JSON).
-    settings: dict = field(default_factory=dict)
-    #: `run`: the upload's own run decided; `newer upload <id>`: decided by another's apply.
-    by: str = "run"
-    #: Adds, updates and drops per entity the decision applied (none when nothing applied).
-    changes: dict | None = None
-
-    def as_json(self) -> dict:
-        return {
-            "status": self.status,
-            "reason": self.reason,
-            "decided_at": self.decided_at.isoformat(),
-            "held_by": self.held_by,
-            "operator": self.operator,
-            "settings": self.settings,
-            "by": self.by,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict) -> Decision:
-        return cls(
-            data["status"],
-            data.get("reason"),
-            datetime.fromisoformat(data["decided_at"]),
-            data.get("held_by"),
-            data.get("operator"),
-            data.get("settings") or {},
-            data.get("by", "run"),
-        )
 
 
 # -- the warehouse row ---------------------------------------------------------------------

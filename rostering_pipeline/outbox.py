@@ -13,8 +13,8 @@ from itertools import count
 
 import polars as pl
 
+from .decision import UploadDecision
 from .report import render_rejections_csv, render_report
-from .roster.plan import RosterDiff
 from .sftp import SftpResource
 from .uploads import Upload, outbox
 
@@ -37,7 +37,7 @@ def _free_names(sftp: SftpResource, upload: Upload) -> tuple[str, str]:
 
 
 def deliver_report(
-    sftp: SftpResource, upload: Upload, plan: RosterDiff, rejections: pl.DataFrame
+    sftp: SftpResource, upload: Upload, plan: UploadDecision, rejections: pl.DataFrame
 ) -> list[str]:
     """Write the report and its rejections CSV to the LEA's outbox; returns their paths."""
     with sftp.connected():

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from . import ledger
+from .decision import Decision
 from .ingest import refusal_rejections
 from .lea_settings import LeaSettings
 from .quality import record_rejections
@@ -51,7 +52,7 @@ def rebuild(
     if upload_rows.upload_count(conn):
         raise ValueError("rebuild writes into an empty warehouse only: this one has uploads")
     uploads: dict[str, Upload] = {}
-    events: list[tuple[datetime, str, ledger.Decision]] = []
+    events: list[tuple[datetime, str, Decision]] = []
     for path in ledger.manifests(archive_root):
         upload, decisions = ledger.read_manifest(archive_root, path)
         uploads[upload.upload_id] = upload
@@ -89,7 +90,7 @@ def rebuild(
 def _replay(
     conn: Connection,
     upload: Upload,
-    decision: ledger.Decision,
+    decision: Decision,
     settings: LeaSettings,
 ) -> None:
     """One decision made again, as the run made it, at its own time."""
@@ -116,6 +117,6 @@ def _replay(
         reapply=True,  # as roster_diff's default: a replayed upload is decided again
     )
     if plan.decision == "held" and plan.held_by == "safeguard":
-        ledger.hold(conn, upload.upload_id, ledger.Decision("held", plan.reason, now, "safeguard"))
+        ledger.hold(conn, upload.upload_id, Decision("held", plan.reason, now, "safeguard"))
         return
     apply_upload(conn, upload, validated, plan, now, today=now.date())

@@ -14,9 +14,8 @@ import json
 
 import polars as pl
 
+from .decision import WHY, UploadDecision
 from .markdown_text import md_text
-from .roster.diff import WHY
-from .roster.plan import RosterDiff
 from .upload_spec.files import BY_FILE_NAME, ENTITIES
 from .upload_spec.formats import format_named
 from .uploads import Upload
@@ -90,7 +89,7 @@ def rejections_name(upload: Upload) -> str:
 
 def render_report(
     upload: Upload,
-    plan: RosterDiff,
+    plan: UploadDecision,
     rejections: pl.DataFrame,
     *,
     rejections_file: str | None = None,
@@ -152,14 +151,14 @@ def render_report(
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _intro(level: str, plan: RosterDiff) -> str:
+def _intro(level: str, plan: UploadDecision) -> str:
     if level != "row":
         return LEVEL_INTRO.get(level, "")
     held_by_blackout = plan.decision == "held" and plan.held_by == "blackout"
     return ROW_INTRO.get("blackout" if held_by_blackout else plan.decision, ROW_INTRO["apply"])
 
 
-def _change_table(plan: RosterDiff, rejected: dict[str, int]) -> list[str]:
+def _change_table(plan: UploadDecision, rejected: dict[str, int]) -> list[str]:
     """Counts per kind of record. In additions-only mode a record missing from the upload is
     kept rather than dropped; a column says how many of each kind, so the registrar can tell
     "nothing was missing" from "missing records were kept"."""
@@ -188,7 +187,7 @@ def _change_table(plan: RosterDiff, rejected: dict[str, int]) -> list[str]:
     return lines
 
 
-def _changes_to_check(plan: RosterDiff) -> list[str]:
+def _changes_to_check(plan: UploadDecision) -> list[str]:
     """Applied, but worth a look: an ID that now describes another person, a login that
     passed from one staff member to another. IDs only."""
     notes = []
@@ -225,7 +224,7 @@ def _changes_to_check(plan: RosterDiff) -> list[str]:
     return ["", "Applied, but please check:", "", *(f"- {n}" for n in notes)]
 
 
-def _kept_for_rejected_rows(plan: RosterDiff) -> list[str]:
+def _kept_for_rejected_rows(plan: UploadDecision) -> list[str]:
     """Records the upload leaves out but a rejected row still needs: kept, and said so."""
     named = {
         entity: d.kept.filter(pl.col(WHY) == KEPT_NAMED)

@@ -10,9 +10,9 @@ from datetime import UTC, date, datetime
 import polars as pl
 import pytest
 
+from rostering_pipeline.decision import EntityDiff, UploadDecision
 from rostering_pipeline.report import render_rejections_csv, render_report
-from rostering_pipeline.roster.diff import CHANGE_SCHEMA, EntityDiff
-from rostering_pipeline.roster.plan import RosterDiff
+from rostering_pipeline.roster.diff import CHANGE_SCHEMA
 from rostering_pipeline.upload_spec.rejections import Rejection, rejection_frame
 from rostering_pipeline.upload_spec.validate import validate_upload
 from rostering_pipeline.uploads import ArchivedFile, Upload
@@ -38,7 +38,7 @@ def _report(
         tuple(ArchivedFile(n, len(b), 0, "sha", "path") for n, b in raw.items()),
     )
     decision = decision or ("apply" if validated.accepted else "rejected")
-    plan = RosterDiff(upload.upload_id, LEA, decision, "", None, held_by=held_by)
+    plan = UploadDecision(upload.upload_id, LEA, decision, "", None, held_by=held_by)
     return render_report(upload, plan, validated.rejections), validated.rejections
 
 
@@ -120,7 +120,7 @@ def test_values_cannot_break_the_markdown_table() -> None:
         [rejections, rejection_frame().vstack(rejections.with_columns(value=pl.lit("a|b`c\nd")))]
     )
     upload = Upload("u", LEA, datetime(2026, 9, 1, tzinfo=UTC), "k")
-    text = render_report(upload, RosterDiff("u", LEA, "apply", "", None), rejections)
+    text = render_report(upload, UploadDecision("u", LEA, "apply", "", None), rejections)
     assert "| a\\|b\\`c ⏎ d |" in text
 
 
@@ -171,7 +171,9 @@ def test_rejection_frames_recorded_before_the_entity_column_still_render() -> No
     _, rejections = _report(_students("S2,Max,Ortiz,2016-13-01,04,101912001"))
     upload = Upload("u", LEA, datetime(2026, 9, 1, tzinfo=UTC), "k")
 
-    text = render_report(upload, RosterDiff("u", LEA, "apply", "", None), rejections.drop("entity"))
+    text = render_report(
+        upload, UploadDecision("u", LEA, "apply", "", None), rejections.drop("entity")
+    )
 
     assert "| students | 0 | 0 | 0 | 1 |" in text
 
@@ -197,7 +199,7 @@ def test_additions_only_shows_per_kind_how_many_missing_records_were_kept() -> N
         },
         schema=CHANGE_SCHEMA,
     )
-    plan = RosterDiff(
+    plan = UploadDecision(
         upload.upload_id,
         LEA,
         "apply",
@@ -221,7 +223,7 @@ def test_additions_only_shows_per_kind_how_many_missing_records_were_kept() -> N
     assert "| staff | 0 | 0 | 0 | 0 | 0 |" in report
     assert "3 records missing from this upload were kept, not dropped" in report
     # Complete mode: no such column.
-    complete = RosterDiff(upload.upload_id, LEA, "apply", "", None)
+    complete = UploadDecision(upload.upload_id, LEA, "apply", "", None)
     assert "kept (additions-only)" not in render_report(upload, complete, validated.rejections)
 
 

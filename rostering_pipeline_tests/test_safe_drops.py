@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from rostering_pipeline.roster.diff import WHY, kept_keys
+from rostering_pipeline.decision import WHY
+from rostering_pipeline.roster.diff import kept_keys
 from rostering_pipeline_tests.conftest import Pipeline
 from rostering_pipeline_tests.oneroster_uploads import oneroster_day_one, zipped
 from rostering_pipeline_tests.uploads import day_one

@@ -5,22 +5,23 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from .. import ledger
+from ..decision import Decision, UploadDecision
 from ..upload_spec.validate import ValidatedUpload
 from ..uploads import Upload
 from ..warehouse import Connection, transaction
 from ..warehouse import uploads as upload_rows
 from ..warehouse.roster import write_accounts, write_entity_diff
-from .plan import RosterDiff, plan_upload
+from .plan import plan_upload
 
 
 def apply_upload(
     conn: Connection,
     upload: Upload,
     validated: ValidatedUpload,
-    planned: RosterDiff,
+    planned: UploadDecision,
     now: datetime,
     today: date | None = None,
-) -> RosterDiff:
+) -> UploadDecision:
     """Write the upload's changes and its final status in one transaction.
 
     If another upload of the LEA was applied since `planned` was computed, the plan is made
@@ -43,7 +44,7 @@ def apply_upload(
                 write_entity_diff(conn, upload.lea_id, upload.upload_id, diff, now)
             write_accounts(conn, upload.lea_id, upload.upload_id, planned.entities["staff"], now)
         status = "applied" if planned.decision == "apply" else planned.decision
-        planned.recorded = ledger.Decision(
+        planned.recorded = Decision(
             status,
             planned.reason or None,
             now,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import polars as pl
 
+from ..decision import WHY, EntityDiff
 from ..upload_spec.files import BY_ENTITY, ENTITIES, UploadFile
 from ..upload_spec.integrity import REFERENCES
 from ..upload_spec.reading import LINE
@@ -18,10 +17,6 @@ CHANGE_SCHEMA = {
     "new_values": pl.String,
     "source_line": pl.Int64,
 }
-#: Why a record missing from the upload is kept: its row was rejected, it hangs off a
-#: rejected row (a rejected class's enrollments), or a kept row names it (a kept class's
-#: teacher).
-WHY = "_kept_because"
 #: A rejected row of a parent keeps the rows that hang off it (its enrollments, say): per
 #: entity, the (column, parent) of each reference that is part of the entity's key.
 DEPENDENT_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -35,26 +30,6 @@ DEPENDENT_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
         )
     )
 }
-
-
-@dataclass
-class EntityDiff:
-    """Changes to one entity; `rows` holds the new version of every added or updated row."""
-
-    entity: str
-    rows: pl.DataFrame
-    drops: pl.DataFrame
-    changes: pl.DataFrame
-    withheld_drops: int = 0  # drops not applied because the LEA is in additions-only mode
-    #: Records missing from the upload but kept, by key, with why (`WHY`): never read as drops.
-    kept: pl.DataFrame | None = None
-
-    def count(self, change: str) -> int:
-        return self.changes.filter(pl.col("change") == change).height
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return {c: self.count(c) for c in ("add", "update", "drop")}
 
 
 def key_expr(spec: UploadFile) -> pl.Expr:

@@ -2,45 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
+from ..decision import UploadDecision
 from ..lea_settings import DEFAULT_SETTINGS, LeaSettings
-from ..ledger import FINAL_STATUSES, Decision
+from ..ledger import FINAL_STATUSES
 from ..upload_spec.validate import ValidatedUpload
 from ..uploads import Upload
 from ..warehouse import Connection
 from ..warehouse import uploads as upload_rows
 from ..warehouse.roster import applied_counts
-from .diff import EntityDiff
 from .store import diff_with_roster
-
-
-@dataclass
-class RosterDiff:
-    """The planned effect of one upload on its LEA's roster."""
-
-    upload_id: str
-    lea_id: str
-    decision: str  # apply, rejected, duplicate, superseded, held, or an earlier final status
-    reason: str
-    base_upload_id: str | None
-    entities: dict[str, EntityDiff] = field(default_factory=dict)
-    active: dict[str, int] = field(default_factory=dict)
-    held_upload: str = "hold"
-    held_by: str | None = None  # "safeguard" or "blackout" when the decision is "held"
-    settings: LeaSettings = DEFAULT_SETTINGS
-    reapplied: bool = False  # an upload decided before, decided again (see plan_upload)
-    #: Set by apply_upload: the decision it wrote, and the held uploads the apply superseded
-    #: (lea_id, upload_id), for their manifests once the transaction has committed.
-    recorded: Decision | None = None
-    superseded: list[tuple[str, str]] = field(default_factory=list)
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        return {e: d.counts for e, d in self.entities.items()}
-
-    def total(self, change: str) -> int:
-        return sum(d.count(change) for d in self.entities.values())
 
 
 def plan_upload(
@@ -51,7 +23,7 @@ def plan_upload(
     held_upload: str = "hold",
     today: date | None = None,
     reapply: bool = False,
-) -> RosterDiff:
+) -> UploadDecision:
     """Compare an upload with the applied roster and decide what happens to it.
 
     `held_upload` is an operator's word on an upload the safeguard held: `release` applies
@@ -65,8 +37,8 @@ def plan_upload(
     last = upload_rows.last_applied(conn, upload.lea_id)
     base = last[0] if last else None
 
-    def decided(decision: str, reason: str, held_by: str | None = None) -> RosterDiff:
-        return RosterDiff(
+    def decided(decision: str, reason: str, held_by: str | None = None) -> UploadDecision:
+        return UploadDecision(
             upload.upload_id,
             upload.lea_id,
             decision,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from ..decision import EntityDiff
 from ..upload_spec.files import ENTITIES
 from ..upload_spec.validate import ValidatedUpload
 from ..warehouse import Connection
 from ..warehouse.roster import differing_rows
-from .diff import EntityDiff, diff_entity, kept_keys
+from .diff import diff_entity, kept_keys
 
 
 def diff_with_roster(

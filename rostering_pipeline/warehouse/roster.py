@@ -19,7 +19,7 @@ from ..upload_spec.reading import LINE
 from .connection import Connection, registered
 
 if TYPE_CHECKING:
-    from ..roster.diff import EntityDiff
+    from ..decision import EntityDiff
 
 
 def differing_rows(

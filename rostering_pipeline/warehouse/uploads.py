@@ -15,7 +15,7 @@ import polars as pl
 from .connection import Connection
 
 if TYPE_CHECKING:
-    from ..ledger import Decision
+    from ..decision import Decision
     from ..uploads import Upload
 
 # -- written by the ledger -------------------------------------------------------------------

@@ -1,11 +1,11 @@
 import dagster as dg
 import polars as pl
 
+from rostering_pipeline.decision import UploadDecision
 from rostering_pipeline.defs import stages
 from rostering_pipeline.defs.partitions import lea_partitions
 from rostering_pipeline.outbox import deliver_report
 from rostering_pipeline.quality import rule_counts
-from rostering_pipeline.roster.plan import RosterDiff
 from rostering_pipeline.sftp import SftpError, SftpResource
 from rostering_pipeline.uploads import Upload
 
@@ -25,7 +25,7 @@ def sync_report(
     context: dg.AssetExecutionContext,
     sftp: SftpResource,
     raw_upload: Upload,
-    applied_roster: RosterDiff,
+    applied_roster: UploadDecision,
     upload_rejections: pl.DataFrame,
 ) -> dg.MaterializeResult:
     """The sync report and rejections CSV the LEA finds in its outbox/ after every upload."""

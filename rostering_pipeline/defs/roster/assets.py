@@ -7,6 +7,7 @@ import polars as pl
 from pydantic import Field
 
 from rostering_pipeline import ledger
+from rostering_pipeline.decision import Decision, UploadDecision
 from rostering_pipeline.defs import stages
 from rostering_pipeline.defs.partitions import lea_partitions
 from rostering_pipeline.lea_settings import LeaSettingsResource
@@ -14,7 +15,7 @@ from rostering_pipeline.markdown_text import md_text
 from rostering_pipeline.outbox import deliver_report
 from rostering_pipeline.roster.apply import apply_upload
 from rostering_pipeline.roster.checks import dangling_references, key_sample, reconcile
-from rostering_pipeline.roster.plan import RosterDiff, plan_upload
+from rostering_pipeline.roster.plan import plan_upload
 from rostering_pipeline.settings import IngestSettings
 from rostering_pipeline.sftp import SftpResource
 from rostering_pipeline.upload_spec.files import ENTITIES
@@ -59,7 +60,7 @@ def _validated(
     return from_frames(raw_upload.lea_id, tables, upload_rejections)
 
 
-def _change_metadata(plan: RosterDiff) -> dict[str, dg.MetadataValue]:
+def _change_metadata(plan: UploadDecision) -> dict[str, dg.MetadataValue]:
     counts = plan.counts()
     table = "\n".join(
         f"| {e} | {c['add']} | {c['update']} | {c['drop']} |" for e, c in counts.items()
@@ -123,7 +124,7 @@ def roster_diff(
     yield dg.Output(plan, metadata=_change_metadata(plan))
     held = plan.held_by == "safeguard"
     if held:
-        decision = ledger.Decision(
+        decision = Decision(
             "held",
             plan.reason,
             datetime.now(UTC),
@@ -180,7 +181,7 @@ def applied_roster(
     warehouse: WarehouseResource,
     ingest_settings: IngestSettings,
     raw_upload: Upload,
-    roster_diff: RosterDiff,
+    roster_diff: UploadDecision,
     upload_rejections: pl.DataFrame,
     **validated_frames: pl.DataFrame,
 ):
@@ -204,7 +205,7 @@ def applied_roster(
         ledger.append_superseded(
             archive_root,
             plan.superseded,
-            ledger.Decision(
+            Decision(
                 "superseded",
                 f"held, then replaced by the newer upload {raw_upload.upload_id}",
                 plan.recorded.decided_at,

@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from rostering_pipeline.roster.diff import CHANGE_SCHEMA, WHY, diff_entity, kept_keys
+from rostering_pipeline.decision import WHY
+from rostering_pipeline.roster.diff import CHANGE_SCHEMA, diff_entity, kept_keys
 from rostering_pipeline.upload_spec.files import BY_ENTITY
 from rostering_pipeline.upload_spec.reading import LINE
 
