@@ -57,6 +57,17 @@ def main(argv: list[str] | None = None) -> int:
         help="the archive to read (default: ROSTERING_ARCHIVE, else "
         f"{shown(Path(DEFAULT_ARCHIVE))})",
     )
+    status_cmd = commands.add_parser(
+        "status",
+        help="every LEA's latest upload and where it stands (applied, held, rejected, failed, "
+        "stale), as the lea_status_board asset shows it; held uploads with how to decide them",
+    )
+    status_cmd.add_argument(
+        "--max-school-days",
+        type=int,
+        default=3,
+        help="an LEA with no upload for more school days than this is stale (default 3)",
+    )
     ui = commands.add_parser("ui", help="the Dagster UI on the demo deployment")
     ui.add_argument("--port", type=int, default=3000)
     args = parser.parse_args(argv)
@@ -70,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         return explain_command(args)
     if args.command == "rebuild":
         return rebuild_command(Path(args.warehouse), args.archive)
+    if args.command == "status":
+        return status_command(args.max_school_days)
     if args.command == "ui":
         return _demo_harness().ui_command(args.port)
     return 2
@@ -167,6 +180,35 @@ def explain_command(args: argparse.Namespace) -> int:
 def shown(path: Path) -> str:
     """A path as an operator in the repository would type it."""
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def status_command(max_school_days: int) -> int:
+    """Exit 0 when every LEA is fine, 1 when one needs an operator (held, failed, rejected or
+    stale), so a monitoring job can call it."""
+    from datetime import UTC, datetime
+
+    from .held import HeldUpload
+    from .status_board import board_text, needs_attention, status_board
+
+    path = _warehouse_path()
+    if not path.exists():
+        say(
+            f"No warehouse at {path}: run the demo first (./run demo), or set "
+            "ROSTERING_WAREHOUSE to the deployment's DuckDB file."
+        )
+        return 1
+    with WarehouseResource(path=str(path)).connect(read_only=True) as conn:
+        board = status_board(conn, datetime.now(UTC).date(), max_school_days)
+    if board.is_empty():
+        say("No uploads yet.")
+        return 0
+    for line in board_text(board):
+        say(line)
+    for row in board.filter(board["state"] == "held").iter_rows(named=True):
+        if row["held_by"] == "safeguard":
+            say("")
+            say(HeldUpload(row["lea_id"], row["upload_id"], row["reason"] or "").action())
+    return 1 if needs_attention(board).height else 0
 
 
 def _warehouse_path() -> Path:

@@ -60,9 +60,16 @@ def test_mass_drop_is_held_then_released_by_an_operator(pipeline: Pipeline) -> N
 
     runs = pipeline.sync()
 
-    assert [r.success for r in runs] == [False]  # the blocking safeguard check stops the run
+    assert [r.success for r in runs] == [True]  # a hold waits for a person: no failure
     held_id, status = _statuses(pipeline)[-1]
     assert status == "held"
+    safeguard = pipeline.check("roster_diff", "mass_drop_safeguard")
+    assert not safeguard.passed and safeguard.severity == dg.AssetCheckSeverity.WARN
+    assert safeguard.metadata["upload_id"].value == held_id
+    assert safeguard.metadata["drops_by_entity"].value["students"] == 40
+    assert safeguard.metadata["threshold_by_entity"].value["students"] == "over 10% and over 5"
+    assert held_id in safeguard.metadata["release"].value
+    assert not pipeline.check("applied_roster", "latest_upload_applied").passed
     assert pipeline.query("select count(*) from roster.students") == [(100,)]
     reason = pipeline.query("select reason from ingest.uploads where upload_id = ?", [held_id])
     assert "40 of 100 students" in reason[0][0]

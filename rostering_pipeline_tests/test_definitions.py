@@ -28,6 +28,7 @@ def test_asset_graph_matches_design() -> None:
         "applied_roster",
         "sync_report",
         "lea_settings_in_force",
+        "lea_status_board",
     }
     for key in VALIDATED | {"upload_rejections"}:
         assert _parents(graph, key) == {"raw_upload"}
@@ -39,7 +40,8 @@ def test_asset_graph_matches_design() -> None:
 def test_every_asset_is_partitioned_by_lea() -> None:
     graph = defs().resolve_asset_graph()
 
-    for key in graph.get_all_asset_keys() - {dg.AssetKey("lea_settings_in_force")}:
+    unpartitioned = {dg.AssetKey("lea_settings_in_force"), dg.AssetKey("lea_status_board")}
+    for key in graph.get_all_asset_keys() - unpartitioned:
         partitions = graph.get(key).partitions_def
         assert isinstance(partitions, dg.DynamicPartitionsDefinition), key
         assert partitions.name == "lea"
@@ -54,13 +56,15 @@ def test_checks_sensor_and_job_are_defined() -> None:
         ("roster_diff", "mass_drop_safeguard"),
         ("applied_roster", "reconciliation"),
         ("applied_roster", "referential_integrity"),
-        ("raw_upload", "lea_freshness"),
+        ("applied_roster", "latest_upload_applied"),
+        ("lea_status_board", "lea_freshness"),
         ("upload_rejections", "upload_accepted"),
     }
     assert {s.name for s in d.sensors} == {
         "lea_inbox_sensor",
         "blackout_release_sensor",
         "sync_run_failure_sensor",
+        "lea_status_board_sensor",
     }
     assert d.resolve_sensor_def("lea_inbox_sensor").job_name == "sync_upload"
     assert d.resolve_job_def("sync_upload").partitions_def.name == "lea"
@@ -85,7 +89,7 @@ def test_every_definition_explains_itself_to_an_operator() -> None:
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and len(node.description) > 30, key
-        assert node.group_name in {*stages.PIPELINE, "settings"}, (key, node.group_name)
+        assert node.group_name in {*stages.PIPELINE, "settings", "status"}, (key, node.group_name)
         assert node.kinds, key
         assert node.owners == ["team:rostering"], key
         assert "dagster/code_references" in node.metadata, key

@@ -25,7 +25,7 @@ def test_freshness_check_flags_only_the_quiet_lea(pipeline: Pipeline) -> None:
 
     result = (
         pipeline.defs()
-        .resolve_job_def("lea_freshness")
+        .resolve_job_def("refresh_lea_status_board")
         .execute_in_process(instance=pipeline.instance)
     )
 

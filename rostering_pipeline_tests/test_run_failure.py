@@ -55,7 +55,7 @@ def test_failed_run_is_recorded_reported_and_notified(
     assert pipeline.query("select count(*) from roster.students") == [(0,)]
 
 
-def test_held_upload_is_announced_without_overwriting_its_report(
+def test_held_upload_is_announced_as_a_decision_not_a_failure(
     pipeline: Pipeline, caplog: pytest.LogCaptureFixture
 ) -> None:
     from rostering_pipeline_tests.test_apply_invariants import _upload
@@ -63,17 +63,18 @@ def test_held_upload_is_announced_without_overwriting_its_report(
     pipeline.upload(LEA, _upload(100), day=1)
     pipeline.sync()
     pipeline.upload(LEA, _upload(60), day=2)
-    [run] = pipeline.sync()
-    assert not run.success
 
     with caplog.at_level(logging.ERROR, logger="rostering.notifications"):
-        _run_failure_sensor(pipeline, run.run_id)
+        [run] = pipeline.sync()
 
-    [(status, reason)] = pipeline.query(
-        "select status, reason from ingest.uploads order by received_at desc limit 1"
+    assert run.success  # a hold waits for a person; the software did not fail
+    [(upload_id, status, reason)] = pipeline.query(
+        "select upload_id, status, reason from ingest.uploads order by received_at desc limit 1"
     )
     assert status == "held" and "40 of 100 students" in reason
     report = sorted(t for n, t in pipeline.outbox(LEA).items() if n.startswith("sync_report_"))
     assert any("Held for review" in t for t in report)
     assert not any("a problem on our side" in t for t in report)
-    assert any(f"LEA {LEA}: upload held for review" in r.getMessage() for r in caplog.records)
+    [notice] = [r.getMessage() for r in caplog.records]
+    assert notice.startswith(f"LEA {LEA}: upload held for review: Upload {upload_id}")
+    assert "40 of 100 students" in notice and "held_upload: release or reject" in notice

@@ -6,8 +6,7 @@ from rostering_pipeline.defs.partitions import lea_partitions
 #: One run per upload: from the inbox to the LEA's sync report.
 sync_upload_job = dg.define_asset_job(
     "sync_upload",
-    selection=dg.AssetSelection.groups(*stages.PIPELINE)
-    - dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey("raw_upload"), "lea_freshness")),
+    selection=dg.AssetSelection.groups(*stages.PIPELINE),
     partitions_def=lea_partitions,
     description="Receive one LEA upload, validate it, apply its changes and report back.",
     executor_def=dg.in_process_executor,

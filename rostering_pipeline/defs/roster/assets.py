@@ -3,6 +3,7 @@ from pathlib import Path
 from typing import Literal
 
 import dagster as dg
+import duckdb
 import polars as pl
 from pydantic import Field
 
@@ -10,8 +11,10 @@ from rostering_pipeline import ledger
 from rostering_pipeline.decision import Decision, UploadDecision
 from rostering_pipeline.defs import stages
 from rostering_pipeline.defs.partitions import lea_partitions
+from rostering_pipeline.held import WORDS, HeldUpload, launchpad_url
 from rostering_pipeline.lea_settings import LeaSettingsResource
 from rostering_pipeline.markdown_text import md_text
+from rostering_pipeline.notify import Notifier
 from rostering_pipeline.outbox import deliver_report
 from rostering_pipeline.roster.apply import apply_upload
 from rostering_pipeline.roster.checks import dangling_references, key_sample, reconcile
@@ -31,6 +34,8 @@ REFERENTIAL_INTEGRITY = "referential_integrity"
 #: Dagster's run tag that makes run retries re-execute a run failed by a step (see
 #: deploy/dagster.yaml `run_retries.retry_on_asset_or_op_failure`).
 RETRY_ON_STEP_FAILURE_TAG = "dagster/retry_on_asset_or_op_failure"
+LATEST_UPLOAD_APPLIED = "latest_upload_applied"
+APPLIED = ("apply", "applied", "duplicate")
 
 
 class RosterDiffConfig(dg.Config):
@@ -91,11 +96,12 @@ def _change_metadata(plan: UploadDecision) -> dict[str, dg.MetadataValue]:
             MASS_DROP_SAFEGUARD,
             asset="roster_diff",
             partitions_def=lea_partitions,
-            blocking=True,
             description="Holds an upload that would drop more than the safeguard allows "
             "(default: over 10% and over 5 of the LEA's students, staff, classes or "
-            "enrollments; per LEA in deploy/lea_settings.toml). A held upload is not applied "
-            "until an operator releases or rejects it (see the README).",
+            "enrollments; per LEA in deploy/lea_settings.toml). A hold is a decision waiting "
+            "for an operator, not a failure: the check warns with the upload_id, the drops "
+            "and thresholds, and links that release or reject it; the run ends with "
+            "applied_roster and sync_report skipped (the LEA's report says it is held).",
         )
     ],
 )
@@ -106,6 +112,7 @@ def roster_diff(
     lea_settings: LeaSettingsResource,
     sftp: SftpResource,
     ingest_settings: IngestSettings,
+    notifier: Notifier,
     raw_upload: Upload,
     upload_rejections: pl.DataFrame,
     **validated_frames: pl.DataFrame,
@@ -121,9 +128,12 @@ def roster_diff(
             held_upload=config.held_upload,
             reapply=config.reapply,
         )
-    yield dg.Output(plan, metadata=_change_metadata(plan))
-    held = plan.held_by == "safeguard"
-    if held:
+    held = plan.decision == "held" and plan.held_by == "safeguard"
+    hold = HeldUpload(raw_upload.lea_id, raw_upload.upload_id, plan.reason) if held else None
+    yield dg.Output(
+        plan, metadata={**_change_metadata(plan), **(_hold_metadata(hold) if hold else {})}
+    )
+    if hold is not None:
         decision = Decision(
             "held",
             plan.reason,
@@ -135,46 +145,82 @@ def roster_diff(
             ledger.hold(conn, raw_upload.upload_id, decision)
         ledger.append_decision(Path(ingest_settings.archive_root), raw_upload, decision)
         deliver_report(sftp, raw_upload, plan, upload_rejections)
-        context.log.warning(f"LEA {raw_upload.lea_id}: upload {raw_upload.upload_id} held")
+        context.log.warning(hold.action())
+        notifier.notify(f"LEA {raw_upload.lea_id}: upload held for review", hold.action())
     yield dg.AssetCheckResult(
         check_name=MASS_DROP_SAFEGUARD,
         passed=not held,
-        severity=dg.AssetCheckSeverity.ERROR,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=hold.action() if hold else "within the safeguard",
         metadata={
             "lea_id": raw_upload.lea_id,
             "upload_id": raw_upload.upload_id,
+            "reason": plan.reason or "-",
             "drops_by_entity": {e: d.count("drop") for e, d in plan.entities.items()},
             "active_by_entity": plan.active,
-            "reason": plan.reason or "-",
+            "threshold_by_entity": {
+                e: f"over {plan.settings.threshold(e).max_drop_fraction:.0%} and over "
+                f"{plan.settings.threshold(e).min_drop_count}"
+                for e in plan.entities
+            },
+            **(_hold_metadata(hold) if hold else {}),
         },
     )
 
 
-@dg.asset(
+def _hold_metadata(hold: HeldUpload) -> dict[str, dg.MetadataValue]:
+    """Where an operator looks at a hold: what to do, and the links that do it."""
+    return {
+        "held_for_review": dg.MetadataValue.md(hold.action_markdown()),
+        **{w: dg.MetadataValue.url(launchpad_url(hold.lea_id, hold.upload_id, w)) for w in WORDS},
+    }
+
+
+def _check(name: str, description: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        name, asset="applied_roster", partitions_def=lea_partitions, description=description
+    )
+
+
+@dg.multi_asset(
+    outs={
+        "applied_roster": dg.AssetOut(
+            group_name=stages.APPLY,
+            kinds={"duckdb"},
+            owners=["team:rostering"],
+            description="The LEA's roster in roster.* after the upload, applied in one "
+            "transaction.",
+            is_required=False,
+        )
+    },
     partitions_def=lea_partitions,
-    group_name=stages.APPLY,
-    kinds={"duckdb"},
-    owners=["team:rostering"],
     # The write is serialised by DuckDB's file lock, waited out in WarehouseResource.connect
     # for just the transaction (not the whole step); apply_upload plans again inside the
     # transaction if another upload of the LEA was applied since roster_diff.
     ins={"raw_upload": dg.AssetIn(), "roster_diff": dg.AssetIn(), **VALIDATED_INS},
     check_specs=[
-        dg.AssetCheckSpec(
-            RECONCILIATION,
-            asset="applied_roster",
-            partitions_def=lea_partitions,
-            description="After the apply, the roster equals the validated upload minus its "
-            "rejections, entity by entity; fails with the differing keys.",
+        _check(
+            LATEST_UPLOAD_APPLIED,
+            "Warns when the LEA's latest upload is not applied (held, rejected, superseded, "
+            "or its run failed): the roster in roster.* is then an older upload's. The "
+            "metadata says which upload, why, and for a held one how to release or reject it.",
         ),
-        dg.AssetCheckSpec(
+        _check(
+            RECONCILIATION,
+            "After an apply, the roster equals the validated upload minus its rejections, "
+            "entity by entity; fails with the differing keys. Not evaluated when nothing was "
+            "applied.",
+        ),
+        _check(
             REFERENTIAL_INTEGRITY,
-            asset="applied_roster",
-            partitions_def=lea_partitions,
-            description="Every applied enrollment, class, co-teacher, staff member and "
-            "student points at rows that are in the LEA's roster.",
+            "Every applied enrollment, class, co-teacher, staff member and student points at "
+            "rows that are in the LEA's roster.",
         ),
     ],
+    # Not every run materializes the roster or evaluates every check: a held upload applies
+    # nothing (the asset is not materialized and sync_report is skipped), and
+    # reconciliation only runs after an apply.
+    can_subset=True,
 )
 def applied_roster(
     context: dg.AssetExecutionContext,
@@ -185,8 +231,18 @@ def applied_roster(
     upload_rejections: pl.DataFrame,
     **validated_frames: pl.DataFrame,
 ):
-    """The LEA's roster in roster.* after the upload, applied in one transaction."""
     validated = _validated(raw_upload, upload_rejections, validated_frames)
+    lea_id = raw_upload.lea_id
+    if roster_diff.decision == "held" and roster_diff.held_by == "safeguard":
+        # roster_diff recorded the hold and wrote the LEA's report: nothing to apply.
+        context.log.info(
+            f"LEA {lea_id}: upload {raw_upload.upload_id} is held for review: nothing applied, "
+            "and sync_report is skipped (the LEA's report saying it is held is in its outbox)"
+        )
+        with warehouse.connect(read_only=True) as conn:
+            yield _latest_upload_applied(conn, lea_id)
+            yield _referential_integrity(conn, raw_upload)
+        return
     with warehouse.connect() as conn:
         try:
             plan = apply_upload(conn, raw_upload, validated, roster_diff, datetime.now(UTC))
@@ -195,10 +251,10 @@ def applied_roster(
             # this run in to Dagster's run retries, which skip failed steps otherwise.
             context.instance.add_run_tags(context.run.run_id, {RETRY_ON_STEP_FAILURE_TAG: "true"})
             raise
-        applied = plan.decision in ("apply", "applied", "duplicate")
-        differing = reconcile(conn, validated) if applied and validated.accepted else {}
-        dangling = dangling_references(conn, raw_upload.lea_id)
-        sizes = applied_counts(conn, raw_upload.lea_id)
+        applied = plan.decision in APPLIED and validated.accepted
+        differing = reconcile(conn, validated) if applied else {}
+        sizes = applied_counts(conn, lea_id)
+        checks = [_latest_upload_applied(conn, lea_id), _referential_integrity(conn, raw_upload)]
     archive_root = Path(ingest_settings.archive_root)
     if plan.recorded is not None:
         ledger.append_decision(archive_root, raw_upload, plan.recorded)
@@ -213,38 +269,74 @@ def applied_roster(
             ),
         )
     context.log.info(
-        f"LEA {raw_upload.lea_id}: upload {raw_upload.upload_id} {plan.decision}: "
+        f"LEA {lea_id}: upload {raw_upload.upload_id} {plan.decision}: "
         f"{plan.total('add')} adds, {plan.total('update')} updates, {plan.total('drop')} drops"
     )
     yield dg.Output(
         plan,
+        output_name="applied_roster",
         metadata={
             **_change_metadata(plan),
             "roster_rows": dg.MetadataValue.json(sizes),
             "dagster/row_count": dg.MetadataValue.int(sizes["students"]),
         },
     )
-    yield dg.AssetCheckResult(
-        check_name=RECONCILIATION,
-        passed=not differing,
-        metadata={
-            "lea_id": raw_upload.lea_id,
-            "upload_id": raw_upload.upload_id,
-            "differing_keys": dg.MetadataValue.json(key_sample(differing)),
-            "checked": dg.MetadataValue.text(
-                "yes"
-                if applied and validated.accepted
-                else f"no: nothing applied ({plan.decision})"
-            ),
-        },
-    )
-    yield dg.AssetCheckResult(
+    yield from checks
+    if applied:  # a check that did not check reports nothing, rather than Passed
+        yield dg.AssetCheckResult(
+            asset_key="applied_roster",
+            check_name=RECONCILIATION,
+            passed=not differing,
+            metadata={
+                "lea_id": lea_id,
+                "upload_id": raw_upload.upload_id,
+                "differing_keys": dg.MetadataValue.json(key_sample(differing)),
+            },
+        )
+
+
+def _referential_integrity(conn: duckdb.DuckDBPyConnection, upload: Upload) -> dg.AssetCheckResult:
+    dangling = dangling_references(conn, upload.lea_id)
+    return dg.AssetCheckResult(
+        asset_key="applied_roster",
         check_name=REFERENTIAL_INTEGRITY,
         passed=not dangling,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
-            "lea_id": raw_upload.lea_id,
-            "upload_id": raw_upload.upload_id,
+            "lea_id": upload.lea_id,
+            "upload_id": upload.upload_id,
             "dangling_by_reference": dg.MetadataValue.json(dangling),
+        },
+    )
+
+
+def _latest_upload_applied(conn: duckdb.DuckDBPyConnection, lea_id: str) -> dg.AssetCheckResult:
+    """Whether the roster is the LEA's latest upload; if not, which one and why."""
+    upload_id, status, reason, held_by = conn.execute(
+        "select upload_id, status, reason, held_by from ingest.uploads where lea_id = ?"
+        " order by received_at desc limit 1",
+        [lea_id],
+    ).fetchone()
+    applied = status in APPLIED
+    held = status == "held" and held_by == "safeguard"
+    hold = HeldUpload(lea_id, upload_id, reason or "") if held else None
+    return dg.AssetCheckResult(
+        asset_key="applied_roster",
+        check_name=LATEST_UPLOAD_APPLIED,
+        passed=applied,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"the latest upload {upload_id} is applied"
+            if applied
+            else hold.action()
+            if hold
+            else f"the latest upload {upload_id} is {status}, not applied: {reason or '-'}"
+        ),
+        metadata={
+            "lea_id": lea_id,
+            "latest_upload_id": upload_id,
+            "latest_status": status if not held_by else f"{status} ({held_by})",
+            "reason": reason or "-",
+            **(_hold_metadata(hold) if hold else {}),
         },
     )
