@@ -111,6 +111,25 @@ def board_markdown(board: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def board_table(board: pl.DataFrame) -> list[dict]:
+    """The board's rows as plain values, for the table the asset page shows inline."""
+    return [
+        {
+            "LEA": r["lea_id"],
+            "state": _decision(r),
+            "latest upload": r["upload_id"],
+            "received (UTC)": f"{r['received_at']:%Y-%m-%d %H:%M}",
+            "adds": r["adds"],
+            "updates": r["updates"],
+            "drops": r["drops"],
+            "rejected rows": r["rejected_rows"],
+            "students": r["students"],
+            "run": r["run_id"] or "-",
+        }
+        for r in board.iter_rows(named=True)
+    ]
+
+
 HEADER = (
     "lea_id", "state", "latest upload", "received (UTC)", "adds", "updates", "drops",
     "rejected rows", "students", "run",

@@ -4,7 +4,12 @@ import dagster as dg
 import polars as pl
 
 from rostering_pipeline.settings import STATE_TIMEZONE
-from rostering_pipeline.status_board import board_markdown, needs_attention, status_board
+from rostering_pipeline.status_board import (
+    board_markdown,
+    board_table,
+    needs_attention,
+    status_board,
+)
 from rostering_pipeline.warehouse import WarehouseResource
 
 LEA_FRESHNESS = "lea_freshness"
@@ -41,7 +46,8 @@ def lea_status_board(
     counts = board.group_by("state").len().sort("state").rows()
     return dg.MaterializeResult(
         metadata={
-            "board": dg.MetadataValue.md(board_markdown(board)),
+            "board": _table(board_table(board)),
+            "board_with_links": dg.MetadataValue.md(board_markdown(board)),
             "needs_attention": dg.MetadataValue.md(
                 board_markdown(attention) if attention.height else "Nothing: every LEA is fine."
             ),
@@ -71,10 +77,23 @@ def lea_status_board(
     )
 
 
+def _table(rows: list[dict]) -> dg.TableMetadataValue:
+    columns = [
+        dg.TableColumn(name, "int" if name in INT_COLUMNS else "string")
+        for name in (rows[0] if rows else {"LEA": ""})
+    ]
+    return dg.MetadataValue.table(
+        [dg.TableRecord(r) for r in rows], schema=dg.TableSchema(columns=columns)
+    )
+
+
+INT_COLUMNS = {"adds", "updates", "drops", "rejected rows", "students"}
+
 lea_status_board_job = dg.define_asset_job(
     "refresh_lea_status_board",
     selection=dg.AssetSelection.assets(lea_status_board),
     description="Refreshes the LEA status board and its lea_freshness check.",
+    executor_def=dg.in_process_executor,  # one step, and outputs stay in memory
 )
 
 lea_freshness_schedule = dg.ScheduleDefinition(
