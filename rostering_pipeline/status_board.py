@@ -10,35 +10,15 @@ from __future__ import annotations
 from datetime import date
 from urllib.parse import quote
 
-import duckdb
 import polars as pl
 
 from .freshness import stale_leas
 from .markdown_text import md_text
+from .warehouse import Connection
+from .warehouse.reports import latest_uploads
 
 #: What an LEA's latest upload came to, as the board shows it.
 STATES = ("applied", "held", "rejected", "failed", "in progress", "superseded")
-
-QUERY = """
-with latest as (
-    select *, row_number() over (partition by lea_id order by received_at desc) as n
-    from ingest.uploads
-)
-select u.lea_id, u.upload_id, u.received_at, u.status, u.held_by, u.reason, u.run_id,
-    coalesce(u.decided_at, u.registered_at) as decided_at,
-    (select count(*) from roster.changes c where c.upload_id = u.upload_id
-        and c.change = 'add') as adds,
-    (select count(*) from roster.changes c where c.upload_id = u.upload_id
-        and c.change = 'update') as updates,
-    (select count(*) from roster.changes c where c.upload_id = u.upload_id
-        and c.change = 'drop') as drops,
-    (select count(distinct (r.file, r.line)) from quality.rejections r
-        where r.upload_id = u.upload_id and r.level = 'row') as rejected_rows,
-    (select count(*) from quality.rejections r where r.upload_id = u.upload_id
-        and r.level = 'upload') as upload_faults,
-    (select count(*) from roster.students s where s.lea_id = u.lea_id) as students
-from latest u where n = 1 order by u.lea_id
-"""
 
 
 def _state(status: str, reason: str | None) -> str:
@@ -50,12 +30,10 @@ def _state(status: str, reason: str | None) -> str:
     return status
 
 
-def status_board(
-    conn: duckdb.DuckDBPyConnection, today: date, max_school_days: int
-) -> pl.DataFrame:
+def status_board(conn: Connection, today: date, max_school_days: int) -> pl.DataFrame:
     """One row per LEA: its latest upload, what became of it, its counts, and whether the
     LEA has gone quiet (no upload for more than `max_school_days` school days)."""
-    rows = conn.execute(QUERY).pl()
+    rows = latest_uploads(conn)
     stale = stale_leas(conn, today, max_school_days).select("lea_id", "school_days_since")
     return (
         rows.join(stale, on="lea_id", how="left")

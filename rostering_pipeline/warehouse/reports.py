@@ -154,3 +154,31 @@ def changes_until(
         " order by applied_at, entity, key",
         [lea_id, until, list(entities)],
     ).fetchall()
+
+
+_LATEST_UPLOADS = """
+with latest as (
+    select *, row_number() over (partition by lea_id order by received_at desc) as n
+    from ingest.uploads
+)
+select u.lea_id, u.upload_id, u.received_at, u.status, u.held_by, u.reason, u.run_id,
+    coalesce(u.decided_at, u.registered_at) as decided_at,
+    (select count(*) from roster.changes c where c.upload_id = u.upload_id
+        and c.change = 'add') as adds,
+    (select count(*) from roster.changes c where c.upload_id = u.upload_id
+        and c.change = 'update') as updates,
+    (select count(*) from roster.changes c where c.upload_id = u.upload_id
+        and c.change = 'drop') as drops,
+    (select count(distinct (r.file, r.line)) from quality.rejections r
+        where r.upload_id = u.upload_id and r.level = 'row') as rejected_rows,
+    (select count(*) from quality.rejections r where r.upload_id = u.upload_id
+        and r.level = 'upload') as upload_faults,
+    (select count(*) from roster.students s where s.lea_id = u.lea_id) as students
+from latest u where n = 1 order by u.lea_id
+"""
+
+
+def latest_uploads(conn: Connection) -> pl.DataFrame:
+    """Every LEA's latest upload with its status, counts of changes and rejected rows, and
+    the LEA's students now: the status board's rows (status_board.py)."""
+    return conn.execute(_LATEST_UPLOADS).pl()

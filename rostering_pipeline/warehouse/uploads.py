@@ -222,3 +222,12 @@ def decided_at(conn: Connection, lea_id: str, upload_id: str) -> tuple[datetime 
         "select decided_at from ingest.uploads where lea_id = ? and upload_id = ?",
         [lea_id, upload_id],
     ).fetchone()
+
+
+def latest_upload(conn: Connection, lea_id: str) -> tuple[str, str, str | None, str | None]:
+    """(upload_id, status, reason, held_by) of the LEA's latest upload."""
+    return conn.execute(
+        "select upload_id, status, reason, held_by from ingest.uploads where lea_id = ?"
+        " order by received_at desc limit 1",
+        [lea_id],
+    ).fetchone()

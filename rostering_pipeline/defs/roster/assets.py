@@ -3,7 +3,6 @@ from pathlib import Path
 from typing import Literal
 
 import dagster as dg
-import duckdb
 import polars as pl
 from pydantic import Field
 
@@ -25,7 +24,8 @@ from rostering_pipeline.upload_spec.files import ENTITIES
 from rostering_pipeline.upload_spec.validate import ValidatedUpload
 from rostering_pipeline.uploads import Upload
 from rostering_pipeline.validated_frames import from_frames
-from rostering_pipeline.warehouse import WarehouseResource
+from rostering_pipeline.warehouse import Connection, WarehouseResource
+from rostering_pipeline.warehouse import uploads as upload_rows
 from rostering_pipeline.warehouse.roster import LoginTaken, applied_counts
 
 MASS_DROP_SAFEGUARD = "mass_drop_safeguard"
@@ -295,7 +295,7 @@ def applied_roster(
         )
 
 
-def _referential_integrity(conn: duckdb.DuckDBPyConnection, upload: Upload) -> dg.AssetCheckResult:
+def _referential_integrity(conn: Connection, upload: Upload) -> dg.AssetCheckResult:
     dangling = dangling_references(conn, upload.lea_id)
     return dg.AssetCheckResult(
         asset_key="applied_roster",
@@ -310,13 +310,9 @@ def _referential_integrity(conn: duckdb.DuckDBPyConnection, upload: Upload) -> d
     )
 
 
-def _latest_upload_applied(conn: duckdb.DuckDBPyConnection, lea_id: str) -> dg.AssetCheckResult:
+def _latest_upload_applied(conn: Connection, lea_id: str) -> dg.AssetCheckResult:
     """Whether the roster is the LEA's latest upload; if not, which one and why."""
-    upload_id, status, reason, held_by = conn.execute(
-        "select upload_id, status, reason, held_by from ingest.uploads where lea_id = ?"
-        " order by received_at desc limit 1",
-        [lea_id],
-    ).fetchone()
+    upload_id, status, reason, held_by = upload_rows.latest_upload(conn, lea_id)
     applied = status in APPLIED
     held = status == "held" and held_by == "safeguard"
     hold = HeldUpload(lea_id, upload_id, reason or "") if held else None
