@@ -104,3 +104,19 @@ def test_every_definition_explains_itself_to_an_operator() -> None:
     for job in d.resolve_all_job_defs():
         if not job.name.startswith("__"):
             assert job.description, job.name
+
+
+def test_no_asset_check_takes_launch_config() -> None:
+    """A check with config puts its entry (`<asset>_<check>`) in the Launchpad's scaffold for
+    every selection holding the asset, and a job that leaves the check out then refuses that
+    entry: the Launchpad opened invalid ('unexpected config entry "raw_upload_lea_freshness"')
+    with Materialize disabled. Settings a check needs come from resources, not launch config."""
+    with_config = []
+    for checks_def in defs().resolve_asset_graph().assets_defs:
+        if checks_def.keys or not checks_def.check_keys:
+            continue  # an asset (its checks share its step and its config) or nothing to check
+        config_type = checks_def.node_def.config_schema.as_field().config_type
+        fields = sorted(getattr(config_type, "fields", None) or {})
+        if fields:
+            with_config.append((checks_def.node_def.name, fields))
+    assert with_config == []
