@@ -3,6 +3,8 @@ the inbox listing's hash (those are hidden tags, kept for the sensors and `roste
 
 from __future__ import annotations
 
+import re
+
 import dagster as dg
 from dagster._core.storage.tags import TagType, get_tag_type  # what the UI's GraphQL hides by
 
@@ -48,3 +50,11 @@ def test_bookkeeping_tags_are_ones_dagster_hides() -> None:
         assert get_tag_type(tag) == TagType.HIDDEN, tag
     for tag in (run_tags.UPLOAD_ID_TAG, run_tags.LEA_ID_TAG):
         assert get_tag_type(tag) != TagType.HIDDEN, tag
+
+
+def test_our_tag_keys_are_ones_dagster_accepts_without_deprecation() -> None:
+    """Dagster deprecates keys of more than one `/` section or with other characters than
+    letters, digits, `_`, `-` and `.` (they will be refused in 2.0)."""
+    compliant = re.compile(r"^([A-Za-z0-9_.-]{1,63}/)?[A-Za-z0-9_.-]{1,63}$")
+    tags = [v for k, v in vars(run_tags).items() if k.endswith("_TAG") and isinstance(v, str)]
+    assert tags and all(compliant.match(tag) for tag in tags), tags
