@@ -2,5 +2,5 @@
 
 `forkserver_launcher` is a Dagster instance plugin (a run launcher) built on Dagster's private
 modules; it is off by default and pinned to one Dagster version (see its module docstring and
-rostering_pipeline_tests/test_forkserver_launcher.py).
+rostering_pipeline_tests/operations/test_forkserver_launcher.py).
 """

@@ -5,7 +5,7 @@ Fence. This module is an instance plugin, not part of the code location, and it 
 Dagster's private modules (every `dagster._*` import below), `multiprocessing.process._children`
 and the `pid` metadata of the engine event a run process logs when it starts, none of which
 Dagster documents or keeps stable. It was written against exactly WRITTEN_FOR_DAGSTER;
-rostering_pipeline_tests/test_forkserver_launcher.py fails on any other version (and runs
+rostering_pipeline_tests/operations/test_forkserver_launcher.py fails on any other version (and runs
 runs through it under a real daemon): re-read those internals, re-run the tests, then bump
 the pin. To opt in, see README "Run launcher"; deploy/dagster.yaml uses Dagster's own
 DefaultRunLauncher, which every other test runs on.

@@ -12,7 +12,7 @@ from rostering_pipeline.definitions import defs
 from rostering_pipeline.defs import stages
 from rostering_pipeline.upload_spec.files import ENTITIES
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 VALIDATED = {f"validated_{e}" for e in ENTITIES}
 
 

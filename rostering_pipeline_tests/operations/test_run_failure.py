@@ -58,7 +58,7 @@ def test_failed_run_is_recorded_reported_and_notified(
 def test_held_upload_is_announced_as_a_decision_not_a_failure(
     pipeline: Pipeline, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from rostering_pipeline_tests.test_apply_invariants import _upload
+    from rostering_pipeline_tests.roster.test_apply_invariants import _upload
 
     pipeline.upload(LEA, _upload(100), day=1)
     pipeline.sync()

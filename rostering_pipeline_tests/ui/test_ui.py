@@ -6,7 +6,7 @@ webserver opens the warehouse only for a run), then `dagster dev` starts on a fr
 127.0.0.1 in its own process group, which is always killed at the end.
 
 To refresh the README's screenshot:
-`ROSTERING_SCREENSHOTS=docs uv run pytest rostering_pipeline_tests/test_ui.py`
+`ROSTERING_SCREENSHOTS=docs uv run pytest rostering_pipeline_tests/ui/test_ui.py`
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from rostering_pipeline.definitions import defs
 from rostering_pipeline.runner import sync_once
 from rostering_pipeline_tests.conftest import pipeline_env
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "data" / "sample_uploads"
 SAMPLE_LEAS = ("015901", "101912", "227901")
 #: The sample LEA whose next upload drops half its students: held by the safeguard.

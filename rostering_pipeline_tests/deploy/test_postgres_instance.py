@@ -18,17 +18,17 @@ from rostering_demo.embedded_sftp import EmbeddedSftpServer
 from rostering_pipeline.instance_storage import DAGSTER_POSTGRES_VERSION, PooledPostgresStorage
 from rostering_pipeline_tests.conftest import Pipeline, pipeline_env
 from rostering_pipeline_tests.daemon import REPO, running_daemon
+from rostering_pipeline_tests.operations.test_daemon import (
+    FAILED_OR_DONE,
+    _assert_applied_exactly_once,
+    _leas,
+    _put_uploads,
+)
 from rostering_pipeline_tests.postgres import (
     connections_to,
     fresh_database,
     postgres_dsn,
     query,
-)
-from rostering_pipeline_tests.test_daemon import (
-    FAILED_OR_DONE,
-    _assert_applied_exactly_once,
-    _leas,
-    _put_uploads,
 )
 from rostering_pipeline_tests.uploads import day_one
 

@@ -18,7 +18,7 @@ from rostering_pipeline.upload_spec.validate import validate_upload
 from rostering_pipeline.uploads import ArchivedFile, Upload
 from rostering_pipeline_tests.conftest import Pipeline
 from rostering_pipeline_tests.oneroster_uploads import oneroster_day_one, zipped
-from rostering_pipeline_tests.test_apply_invariants import _materialize, _upload
+from rostering_pipeline_tests.roster.test_apply_invariants import _materialize, _upload
 from rostering_pipeline_tests.uploads import day_one
 
 LEA = "101912"

@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE_LEAS = ("015901", "101912", "227901")
 #: Events Dagster logs once per step input or output (not per step or per asset).
 PER_INPUT = ("STEP_INPUT", "LOADED_INPUT", "HANDLED_OUTPUT")

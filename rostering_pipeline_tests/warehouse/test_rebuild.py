@@ -14,7 +14,7 @@ import sys
 import time_machine
 
 from rostering_pipeline_tests.conftest import DAY, DAY_ONE, Pipeline
-from rostering_pipeline_tests.test_apply_invariants import _upload
+from rostering_pipeline_tests.roster.test_apply_invariants import _upload
 from rostering_pipeline_tests.uploads import day_one
 
 A, B = "101912", "227901"

@@ -10,7 +10,7 @@ import pytest
 
 from rostering_pipeline.lea_settings import LeaSettingsError, load_settings
 from rostering_pipeline_tests.conftest import Pipeline
-from rostering_pipeline_tests.test_apply_invariants import _upload
+from rostering_pipeline_tests.roster.test_apply_invariants import _upload
 from rostering_pipeline_tests.uploads import day_one, day_two
 
 LEA = "101912"

@@ -21,11 +21,11 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from rostering_pipeline.defs import stages
-from rostering_pipeline_tests.test_ui import Webserver, _free_port, browser, page
+from rostering_pipeline_tests.ui.test_ui import Webserver, _free_port, browser, page
 
 __all__ = ["browser", "page"]  # test_ui's browser fixtures, for the lineage page
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "data" / "sample_uploads"
 START_TIMEOUT_S = 180  # ./run ui runs `uv sync` first; the machine is shared
 #: dagster dev gets 20 s to stop before it is killed (rostering_demo.demo.UI_STOP_GRACE_SECONDS), plus margin.

@@ -15,7 +15,7 @@ from rostering_pipeline_tests.conftest import Pipeline
 from rostering_pipeline_tests.oneroster_uploads import zipped
 
 LEA = "101912"
-CORPUS = Path(__file__).parent / "corpus" / "oneroster"
+CORPUS = Path(__file__).parent.parent / "corpus" / "oneroster"
 SETS = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
 #: Half the sets go as one .zip (inside a folder, as some SIS write it), half as loose files.
 ZIPPED = set(SETS[::2])

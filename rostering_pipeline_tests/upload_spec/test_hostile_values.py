@@ -16,7 +16,7 @@ from markdown_it import MarkdownIt
 from rostering_pipeline.markdown_text import LINK_BREAK
 from rostering_pipeline.upload_spec.rejections import Rejection, capped, rejection_frame
 from rostering_pipeline_tests.conftest import Pipeline
-from rostering_pipeline_tests.test_markdown_text import _as_html_text
+from rostering_pipeline_tests.report.test_markdown_text import _as_html_text
 from rostering_pipeline_tests.uploads import day_one
 
 LEA = "101912"

@@ -7,8 +7,8 @@ import pytest
 
 from rostering_pipeline.cli import main
 from rostering_pipeline_tests.conftest import Pipeline
-from rostering_pipeline_tests.test_apply_invariants import _upload
-from rostering_pipeline_tests.test_freshness import _as_lea
+from rostering_pipeline_tests.operations.test_freshness import _as_lea
+from rostering_pipeline_tests.roster.test_apply_invariants import _upload
 
 HELD, APPLIED = "101912", "227901"
 

@@ -21,7 +21,7 @@ from rostering_pipeline.contrib import forkserver_launcher as fl
 from rostering_pipeline.failpoints import FAILPOINT_ENV
 from rostering_pipeline_tests.conftest import REPO, Pipeline
 from rostering_pipeline_tests.daemon import running_daemon
-from rostering_pipeline_tests.test_daemon import (
+from rostering_pipeline_tests.operations.test_daemon import (
     _assert_applied_exactly_once,
     _env,
     _every_upload_applied,
