@@ -38,7 +38,6 @@ SHARED = {
     "report",
     "outbox",
     "freshness",
-    "failpoints",
     "instance_storage",
 }
 #: Wiring: Dagster definitions, entry points and operator tools, which may import anything.

@@ -56,8 +56,12 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import serialize_value
 
-from rostering_pipeline.failpoints import failpoint
 from rostering_pipeline.run_tags import FORKED_TAG
+
+#: A test's way to make a forked run process die as it starts (as a broken install would):
+#: `ROSTERING_FAILPOINT=run_process.start:kill`. The test cannot reach that process from its
+#: own; unset in every real deployment. Kept inside this fenced, opt-in module.
+FAILPOINT_ENV = "ROSTERING_FAILPOINT"
 
 #: The Dagster version whose internals this module was written and tested against.
 WRITTEN_FOR_DAGSTER = "1.13.27"
@@ -252,7 +256,8 @@ def execute_run(serialized_args: str, ready: multiprocessing.connection.Connecti
     # As the code location sets on import (definitions.py): the run's event log and compute
     # logs, written before the code location loads, are readable by their owner only.
     os.umask(0o077)
-    failpoint("run_process.start")
+    if os.environ.get(FAILPOINT_ENV) == "run_process.start:kill":
+        os._exit(137)
     ready.send(os.getpid())
     ready.close()
     execute_run_command.main(args=[serialized_args], prog_name="dagster api execute_run")

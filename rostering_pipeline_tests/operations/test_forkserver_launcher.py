@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from rostering_pipeline.contrib import forkserver_launcher as fl
-from rostering_pipeline.failpoints import FAILPOINT_ENV
+from rostering_pipeline.contrib.forkserver_launcher import FAILPOINT_ENV
 from rostering_pipeline_tests.conftest import REPO, Pipeline
 from rostering_pipeline_tests.daemon import running_daemon
 from rostering_pipeline_tests.operations.test_daemon import (
