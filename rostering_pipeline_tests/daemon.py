@@ -27,6 +27,8 @@ import yaml
 from dagster._core.instance.ref import InstanceRef
 
 REPO = Path(__file__).resolve().parent.parent
+#: The runs of the job that syncs an upload.
+SYNC_RUNS = dg.RunsFilter(job_name="sync_upload")
 INSTANCE_TEMPLATE = REPO / "deploy" / "dagster.yaml"
 DAEMON = Path(sys.executable).parent / "dagster-daemon"
 T = TypeVar("T")
@@ -98,7 +100,8 @@ class Daemon:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
     def runs(self) -> list[dg.DagsterRun]:
-        return [r.dagster_run for r in self.instance.get_run_records()]
+        """The sync runs (not the status board's refresh runs, which its sensor starts too)."""
+        return [r.dagster_run for r in self.instance.get_run_records(SYNC_RUNS)]
 
     def wait_for(
         self,

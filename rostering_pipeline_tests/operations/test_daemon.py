@@ -20,7 +20,7 @@ import pytest
 
 from rostering_demo.generator import LeaSpec
 from rostering_pipeline_tests.conftest import Pipeline
-from rostering_pipeline_tests.daemon import REPO, Daemon, run_processes, running_daemon
+from rostering_pipeline_tests.daemon import REPO, SYNC_RUNS, Daemon, run_processes, running_daemon
 from rostering_pipeline_tests.faults import generated_files
 
 pytestmark = pytest.mark.daemon
@@ -108,7 +108,7 @@ def test_twenty_lea_runs_launched_at_once_all_succeed(pipeline: Pipeline, tmp_pa
         # A bound, not a speed claim: on 2 shared cores under other suites' load, each run's
         # fresh process (Dagster's launcher) and steps take 13–65 s, four at a time.
         daemon.wait_for("every upload applied", finished, timeout=900, interval=3)
-        records = list(daemon.instance.get_run_records())
+        records = list(daemon.instance.get_run_records(SYNC_RUNS))
         step_trouble = {
             r.dagster_run.tags["lea_id"]: [
                 e.message
@@ -232,7 +232,7 @@ def test_a_run_launched_by_hand_waits_for_the_lea_s_sensor_run(
             timeout=180,
             interval=1,
         )
-        records = daemon.instance.get_run_records()
+        records = daemon.instance.get_run_records(SYNC_RUNS)
 
     assert sensor_run.tags["dagster/partition"] == lea
     assert waiting == dg.DagsterRunStatus.QUEUED
