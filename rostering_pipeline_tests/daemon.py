@@ -123,7 +123,7 @@ class Daemon:
             if time.monotonic() > deadline:
                 raise AssertionError(
                     f"timed out after {timeout:.0f}s waiting for {what}; runs: "
-                    f"{sorted((r.tags.get('lea_id'), r.status.value) for r in self.runs())}\n"
+                    f"{sorted((r.tags.get('lea_id', '-'), r.status.value) for r in self.runs())}\n"
                     f"daemon log:\n{self.log_tail()}"
                 )
             time.sleep(interval)

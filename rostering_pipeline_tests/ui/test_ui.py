@@ -103,10 +103,10 @@ def _in_ci() -> bool:
 class Webserver:
     url: str
     #: The demo SFTP server's folders (an LEA's inbox is `<sftp_root>/<lea_id>/inbox`).
-    sftp_root: Path
-    warehouse: Path
+    sftp_root: Path | None = None
+    warehouse: Path | None = None
     #: Its Dagster instance's DAGSTER_HOME, to read what the UI does not show (hidden tags).
-    home: Path
+    home: Path | None = None
 
     def graphql(self, query: str) -> dict:
         request = urllib.request.Request(
