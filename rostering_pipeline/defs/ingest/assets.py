@@ -155,7 +155,9 @@ def _receive(
     if by_hand:
         files = inbox_files(sftp, lea_id)
     key = config.upload_key or source_key(lea_id, files)
-    with warehouse.connect(read_only=True) as conn:
+    # Not read-only: a run that died before the warehouse had its tables left a file without
+    # them, and this open creates them (its retry would otherwise fail on a missing schema).
+    with warehouse.connect() as conn:
         upload = find_upload(conn, archive_root, source_key=key)
     if upload is not None and by_hand and files:
         # Files in the inbox now arrived after that upload moved its own out: a new arrival
@@ -173,7 +175,7 @@ def _receive(
             max_file_bytes=ingest_settings.max_file_bytes,
         )
     if upload is None:
-        with warehouse.connect(read_only=True) as conn:
+        with warehouse.connect() as conn:
             upload = find_upload(conn, archive_root, latest_of_lea=lea_id)
     if upload is None:
         raise dg.Failure(
@@ -189,7 +191,7 @@ def _known_upload(
 ) -> Upload | None:
     if config.replay_upload_id is None:
         return None
-    with warehouse.connect(read_only=True) as conn:
+    with warehouse.connect() as conn:
         upload = find_upload(conn, archive_root, upload_id=config.replay_upload_id)
     if upload is None or upload.lea_id != lea_id:
         raise dg.Failure(
