@@ -163,12 +163,12 @@ def _stop_process_group(process: subprocess.Popen) -> None:
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             process.poll()
-            if process.returncode is not None and not _group_members(process.pid):
+            if process.returncode is not None and not group_members(process.pid):
                 return
             time.sleep(0.2)
 
 
-def _group_members(group: int) -> list[int]:
+def group_members(group: int) -> list[int]:
     """Processes of the process group still running (zombies waiting to be reaped aside)."""
     members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):

@@ -33,6 +33,7 @@ import pytest
 from dagster._core.storage.tags import GRPC_INFO_TAG  # a hidden tag: read from the instance
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
+from rostering_demo.demo import group_members
 from rostering_demo.embedded_sftp import EmbeddedSftpServer
 from rostering_pipeline.definitions import defs
 from rostering_pipeline.runner import sync_once
@@ -126,19 +127,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _live_members(group: int) -> list[int]:
-    """Processes of the process group that are still running (zombies aside)."""
-    live = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == group and fields[0] != "Z":
-            live.append(int(stat.parent.name))
-    return live
-
-
 def _stop_group(process: subprocess.Popen) -> None:
     """SIGTERM the whole group (dagster dev, its webserver, daemon and code servers), then
     SIGKILL whatever is still running after the grace period."""
@@ -150,10 +138,10 @@ def _stop_group(process: subprocess.Popen) -> None:
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             process.poll()
-            if process.returncode is not None and not _live_members(process.pid):
+            if process.returncode is not None and not group_members(process.pid):
                 return
             time.sleep(0.2)
-    left = _live_members(process.pid)
+    left = group_members(process.pid)
     assert not left, f"dagster dev left processes behind: {left}"
 
 
