@@ -18,6 +18,7 @@ import dagster as dg
 from rostering_pipeline.cli import DEMO, REPO, instance_home, load_defs, say, shown
 from rostering_pipeline.runner import sync_once
 from rostering_pipeline.summary import print_summary
+from rostering_pipeline.warehouse import WarehouseResource
 
 from .embedded_sftp import EmbeddedSftpServer
 
@@ -68,7 +69,7 @@ def demo() -> int:
             runs = sync_once(
                 load_defs(), instance, cursor_path=DEMO / "sync_cursor.json", progress=say
             )
-    print_summary(DEMO / "warehouse.duckdb", runs, say)
+    print_summary(WarehouseResource(path=str(DEMO / "warehouse.duckdb")), runs, say)
     say("")
     say(f"Sync reports: {shown(sftp_root)}/<lea_id>/outbox/")
     say("Open the Dagster UI on the same data:  ./run ui   (then http://127.0.0.1:3000)")

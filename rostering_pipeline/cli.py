@@ -153,7 +153,7 @@ def sync_command() -> int:
     os.environ["DAGSTER_HOME"] = str(instance_home(home))
     with dg.DagsterInstance.get() as instance:
         runs = sync_once(load_defs(), instance, cursor_path=home / "sync_cursor.json", progress=say)
-    print_summary(_warehouse_path(), runs, say)
+    print_summary(warehouse_from_env(), runs, say)
     return 0 if all(r.success for r in runs) else 1
 
 
@@ -165,14 +165,10 @@ def explain_command(args: argparse.Namespace) -> int:
         for k, v in (("student", args.student), ("class", args.class_id), ("staff", args.staff))
         if v
     )
-    path = _warehouse_path()
-    if not path.exists():
-        say(
-            f"No warehouse at {path}: run the demo first (./run demo), or set "
-            "ROSTERING_WAREHOUSE to the deployment's DuckDB file."
-        )
+    warehouse = warehouse_from_env()
+    if _missing(warehouse):
         return 1
-    with WarehouseResource(path=str(path)).connect(read_only=True) as conn:
+    with warehouse.connect(read_only=True) as conn:
         say(render(explain(conn, args.lea, kind, record_id)))
     return 0
 
@@ -190,14 +186,10 @@ def status_command(max_school_days: int) -> int:
     from .held import HeldUpload
     from .status_board import board_text, needs_attention, status_board
 
-    path = _warehouse_path()
-    if not path.exists():
-        say(
-            f"No warehouse at {path}: run the demo first (./run demo), or set "
-            "ROSTERING_WAREHOUSE to the deployment's DuckDB file."
-        )
+    warehouse = warehouse_from_env()
+    if _missing(warehouse):
         return 1
-    with WarehouseResource(path=str(path)).connect(read_only=True) as conn:
+    with warehouse.connect(read_only=True) as conn:
         board = status_board(conn, datetime.now(UTC).date(), max_school_days)
     if board.is_empty():
         say("No uploads yet.")
@@ -211,9 +203,18 @@ def status_command(max_school_days: int) -> int:
     return 1 if needs_attention(board).height else 0
 
 
-def _warehouse_path() -> Path:
-    """The deployment's warehouse, else the demo's (the one `rostering ui` shows)."""
-    return Path(warehouse_from_env().path)
+def _missing(warehouse: WarehouseResource) -> bool:
+    """Whether the deployment's warehouse (else the demo's, the one `rostering ui` shows) is a
+    DuckDB file that does not exist yet; says so."""
+    path = Path(warehouse.path)
+    if warehouse.backend == "duckdb" and not path.exists():
+        say(
+            f"No warehouse at {path}: run the demo first (./run demo), or set "
+            "ROSTERING_WAREHOUSE to the deployment's DuckDB file (or ROSTERING_WAREHOUSE_DSN "
+            "to its PostgreSQL database)."
+        )
+        return True
+    return False
 
 
 if __name__ == "__main__":

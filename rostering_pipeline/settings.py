@@ -82,7 +82,14 @@ def sftp_from_env() -> SftpResource:
 
 
 def warehouse_from_env() -> WarehouseResource:
-    return WarehouseResource(path=env("WAREHOUSE", DEFAULT_WAREHOUSE) or "")
+    """The DuckDB file (ROSTERING_WAREHOUSE), or the PostgreSQL database ROSTERING_WAREHOUSE_DSN
+    names (required when runs execute on more than one host). Through an EnvVar, so the
+    Dagster UI shows the variable's name, not the DSN."""
+    dsn = env("WAREHOUSE_DSN")
+    return WarehouseResource(
+        path=env("WAREHOUSE", DEFAULT_WAREHOUSE) or "",
+        postgres_dsn=dg.EnvVar(ENV_PREFIX + "WAREHOUSE_DSN") if dsn else None,
+    )
 
 
 def ingest_settings_from_env() -> IngestSettings:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from .runner import SyncedRun
 from .warehouse import WarehouseResource
@@ -15,12 +14,14 @@ HEADER = (
 )  # fmt: skip
 
 
-def print_summary(warehouse: Path, runs: list[SyncedRun], say: Callable[[str], None]) -> None:
+def print_summary(
+    warehouse: WarehouseResource, runs: list[SyncedRun], say: Callable[[str], None]
+) -> None:
     if not runs:
         say("Nothing to sync: no complete upload in any inbox.")
         return
     rows = []
-    with WarehouseResource(path=str(warehouse)).connect(read_only=True) as conn:
+    with warehouse.connect(read_only=True) as conn:
         for run in runs:
             found = upload_summaries(conn, run.upload_id, run.run_id)
             for r in found:

@@ -1,5 +1,9 @@
-"""Fixtures that start real servers: an SFTP server on 127.0.0.1, a DuckDB file, a Dagster
-instance. Each stops what it started."""
+"""Fixtures that start real servers: an SFTP server on 127.0.0.1, a warehouse (a DuckDB file,
+or a database of the PostgreSQL `./run test` starts), a Dagster instance. Each stops what it
+started.
+
+A test module runs its pipeline tests on both warehouse backends with
+`pytestmark = BOTH_WAREHOUSES`; every other test uses the DuckDB file, the embedded default."""
 
 from __future__ import annotations
 
@@ -10,14 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 import time_machine
 import yaml
 
 from rostering_pipeline.runner import SyncedRun, reexecute, sync_once
-from rostering_pipeline.settings import DEFAULT_QUIET_PERIOD_SECONDS
+from rostering_pipeline.settings import DEFAULT_QUIET_PERIOD_SECONDS, warehouse_from_env
+from rostering_pipeline.warehouse import WarehouseResource
 from rostering_pipeline_tests.faulty_sftp import FaultySftpServer
+from rostering_pipeline_tests.postgres import database_dsn, fresh_database, postgres_dsn
 
 REPO = Path(__file__).resolve().parent.parent
 #: Production's run retries (deploy/dagster.yaml), so a test instance decides, as the daemon
@@ -26,6 +31,10 @@ RUN_RETRIES = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())["ru
 DAY = 86_400
 #: 2026-09-01 12:00 UTC: the first upload day of the tests.
 DAY_ONE = 1_788_264_000
+#: Runs a module's tests once on each warehouse backend (the `warehouse_backend` fixture).
+BOTH_WAREHOUSES = pytest.mark.parametrize(
+    "warehouse_backend", ["duckdb", "postgres"], indirect=True
+)
 
 
 @dataclass
@@ -47,7 +56,16 @@ class Pipeline:
 
     @property
     def warehouse(self) -> Path:
+        """The DuckDB file (on the Postgres backend, a file nothing writes)."""
         return Path(self.env["ROSTERING_WAREHOUSE"])
+
+    @property
+    def backend(self) -> str:
+        return "postgres" if self.env.get("ROSTERING_WAREHOUSE_DSN") else "duckdb"
+
+    def warehouse_resource(self) -> WarehouseResource:
+        """The warehouse the pipeline writes, as its definitions configure it."""
+        return warehouse_from_env()
 
     def defs(self) -> dg.Definitions:
         from rostering_pipeline.definitions import defs
@@ -109,8 +127,14 @@ class Pipeline:
         return run.tags.get("dagster/will_retry") == "true"
 
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
-        with duckdb.connect(str(self.warehouse), read_only=True) as conn:
+        """Rows of one read of the warehouse (SQL both backends take: `?` parameters)."""
+        with self.warehouse_resource().connect(read_only=True) as conn:
             return conn.execute(sql, params or []).fetchall()
+
+    def execute(self, sql: str, params: list | None = None) -> None:
+        """One write behind the pipeline's back, as a person with a SQL shell would."""
+        with self.warehouse_resource().connect() as conn:
+            conn.execute(sql, params or [])
 
     def outbox(self, lea_id: str) -> dict[str, str]:
         folder = self.sftp_root / lea_id / "outbox"
@@ -152,8 +176,24 @@ def pipeline_env(
 
 
 @pytest.fixture
+def warehouse_backend(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The environment that points the pipeline at its warehouse backend: nothing for the
+    DuckDB file (pipeline_env names it), a fresh database for PostgreSQL."""
+    backend = getattr(request, "param", "duckdb")
+    if backend == "duckdb":
+        yield {}
+        return
+    dsn = postgres_dsn()
+    with fresh_database(dsn) as env:
+        yield {"ROSTERING_WAREHOUSE_DSN": database_dsn(dsn, env)}
+
+
+@pytest.fixture
 def pipeline(
-    tmp_path: Path, sftp_server: FaultySftpServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    sftp_server: FaultySftpServer,
+    monkeypatch: pytest.MonkeyPatch,
+    warehouse_backend: dict[str, str],
 ) -> Iterator[Pipeline]:
     env = pipeline_env(
         tmp_path,
@@ -163,6 +203,7 @@ def pipeline(
         sftp_server.host_key_line,
     )
     env["ROSTERING_SFTP_PASSWORD"] = sftp_server.password or ""
+    env.update(warehouse_backend)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     with dg.DagsterInstance.ephemeral(settings={"run_retries": RUN_RETRIES}) as instance:

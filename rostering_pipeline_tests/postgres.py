@@ -65,6 +65,12 @@ def fresh_database(dsn: str) -> Iterator[dict[str, str]]:
         _admin(dsn, f'drop database if exists "{name}" with (force)')
 
 
+def database_dsn(dsn: str, env: dict[str, str]) -> str:
+    """The server's DSN pointed at the database `env` (DAGSTER_PG_*) names."""
+    url = urlsplit(dsn)
+    return url._replace(path="/" + env["DAGSTER_PG_DB"]).geturl()
+
+
 def query(env: dict[str, str], sql: str, params: tuple = ()) -> list[tuple]:
     """Rows of one query in the database that `env` (DAGSTER_PG_*) names."""
     conn = psycopg2.connect(

@@ -6,9 +6,11 @@ import csv
 import io
 from pathlib import Path
 
-from rostering_pipeline_tests.conftest import Pipeline
+from rostering_pipeline_tests.conftest import BOTH_WAREHOUSES, Pipeline
 from rostering_pipeline_tests.faulty_sftp import FaultySftpServer
 from rostering_pipeline_tests.uploads import day_one, day_two
+
+pytestmark = BOTH_WAREHOUSES
 
 LEA = "101912"
 
@@ -42,6 +44,8 @@ def test_day_one_upload_is_applied_and_reported(pipeline: Pipeline) -> None:
     assert "**Applied**" in report
     assert "| students | 3 | 0 | 0 | 0 |" in report
     assert pipeline.inbox(LEA) == []
+    # The rows above came from the backend under test: on PostgreSQL no DuckDB file exists.
+    assert pipeline.warehouse.exists() == (pipeline.backend == "duckdb")
 
 
 def test_day_two_changes_are_recorded_exactly(pipeline: Pipeline) -> None:

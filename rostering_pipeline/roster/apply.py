@@ -27,7 +27,7 @@ def apply_upload(
     If another upload of the LEA was applied since `planned` was computed, the plan is made
     again inside the transaction, so an older roster is never the base of a write.
     """
-    with transaction(conn):
+    with transaction(conn, lea_id=upload.lea_id):
         last = upload_rows.last_applied(conn, upload.lea_id)
         if (last[0] if last else None) != planned.base_upload_id:
             planned = plan_upload(

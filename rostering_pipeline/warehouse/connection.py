@@ -1,4 +1,5 @@
-"""How every process reaches the DuckDB warehouse file, and how long it waits for it.
+"""How every process reaches the warehouse (the DuckDB file, or PostgreSQL), and how long it
+waits for it.
 
 DuckDB lets one process open a file at a time. Every step reaches the file through
 `WarehouseResource.connect`, which waits (bounded) while another process holds it: that one
@@ -6,6 +7,10 @@ mechanism serialises access, for exactly as long as each connection is open. (A 
 around whole steps was tried: its slot stayed held while steps loaded inputs and logged, and
 blocked steps poll for it at 1 s and slower, which capped a busy morning at one LEA every
 ~3.8 s; benchmarks/bench_orchestration.py.)
+
+With `postgres_dsn` set the warehouse is a PostgreSQL database instead (postgres.py): many
+processes, on many hosts, write at once; two runs of one LEA take turns on a per-LEA lock
+inside their transactions. The DuckDB file stays the embedded default.
 """
 
 from __future__ import annotations
@@ -20,9 +25,12 @@ from typing import Literal
 import dagster as dg
 import duckdb
 import polars as pl
+import psycopg2
 
 from ..places import DEFAULT_WAREHOUSE
-from .schema import DDL
+from . import postgres
+from .postgres import PostgresConnection
+from .schema import DDL, POSTGRES_DDL
 
 #: How frames reach DuckDB: with Arrow's classic strings (a copy), unless the query reads the
 #: frame whole. DuckDB pushes join filters (IN lists) into Arrow scans, and pyarrow has no
@@ -35,7 +43,7 @@ STRING_VIEWS = pl.CompatLevel.newest()
 MAX_LOCK_POLL_SECONDS = 0.25
 
 #: What a connection to the warehouse is, for the functions of this package that take one.
-Connection = duckdb.DuckDBPyConnection
+Connection = duckdb.DuckDBPyConnection | PostgresConnection
 
 #: Who is waiting for the file, and so how long they wait while another process holds it:
 #: a run's step queues behind the other runs (the resource's `lock_timeout_seconds`); a
@@ -52,7 +60,7 @@ class WarehouseBusy(Exception):
 
 #: What a call into the warehouse may raise that a caller doing best-effort bookkeeping (a
 #: sensor) catches and tries again later: the file busy, missing tables, a database error.
-WAREHOUSE_ERRORS: tuple[type[Exception], ...] = (WarehouseBusy, duckdb.Error)
+WAREHOUSE_ERRORS: tuple[type[Exception], ...] = (WarehouseBusy, duckdb.Error, psycopg2.Error)
 
 
 #: The warehouse of a deployment that does not set ROSTERING_WAREHOUSE: the demo's (places.py).
@@ -60,16 +68,29 @@ DEFAULT_PATH = str(DEFAULT_WAREHOUSE)
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB file holding ingest, quality and roster schemas."""
+    """The warehouse holding the ingest, quality and roster schemas: the DuckDB file at
+    `path`, or the PostgreSQL database `postgres_dsn` names (a libpq DSN without password)."""
 
     path: str = DEFAULT_PATH
+    postgres_dsn: str | None = None
     lock_timeout_seconds: float = 600.0
+
+    @property
+    def backend(self) -> Literal["duckdb", "postgres"]:
+        return "postgres" if self.postgres_dsn else "duckdb"
 
     @contextmanager
     def connect(self, *, read_only: bool = False, waiter: Waiter = "run") -> Iterator[Connection]:
         """Open the warehouse, waiting (bounded, as long as `waiter` waits) while another
         process holds DuckDB's lock; WarehouseBusy past that."""
         timeout = SENSOR_WAIT_SECONDS.get(waiter, self.lock_timeout_seconds)
+        if self.postgres_dsn:
+            dsn = self.postgres_dsn
+            if isinstance(dsn, dg.EnvVar):  # outside a run, an EnvVar is not resolved for us
+                dsn = dsn.get_value() or ""
+            with self._connect_postgres(dsn, read_only, timeout) as conn:
+                yield conn
+            return
         path = Path(self.path)
         read_only = read_only and path.exists()
         if not read_only:
@@ -112,12 +133,28 @@ class WarehouseResource(dg.ConfigurableResource):
         finally:
             conn.close()
 
+    @staticmethod
+    @contextmanager
+    def _connect_postgres(dsn: str, read_only: bool, timeout: float) -> Iterator[Connection]:
+        """A session of its own; a lock another session holds is waited for `timeout` at most
+        (a sensor tick's short wait, a run's long one), then the statement fails."""
+        conn = postgres.connect(dsn, read_only=read_only, lock_timeout_seconds=timeout)
+        try:
+            if not read_only:
+                postgres.ensure_schema(conn, dsn, DDL + POSTGRES_DDL)
+            yield conn
+        finally:
+            conn.close()
+
 
 @contextmanager
-def transaction(conn: Connection) -> Iterator[None]:
-    """All the block's writes, or none of them."""
+def transaction(conn: Connection, *, lea_id: str | None = None) -> Iterator[None]:
+    """All the block's writes, or none of them. With `lea_id`, no other transaction naming
+    the same LEA runs meanwhile (on DuckDB the file's one writer already ensures it)."""
     conn.execute("begin transaction")
     try:
+        if lea_id is not None and isinstance(conn, PostgresConnection):
+            postgres.lock_lea(conn, lea_id)
         yield
         conn.execute("commit")
     except BaseException:
@@ -134,8 +171,11 @@ def registered(
     `read_whole` promises that no filter can reach the frame's scan (an insert from it, or
     one side of a full outer join): its strings are then handed over as polars holds them,
     without a copy (at 1M students ~0.1 s and ~100 MB less)."""
-    level = STRING_VIEWS if read_whole else CLASSIC_STRINGS
-    conn.register(name, frame.to_arrow(compat_level=level))
+    if isinstance(conn, PostgresConnection):
+        conn.register(name, frame)
+    else:
+        level = STRING_VIEWS if read_whole else CLASSIC_STRINGS
+        conn.register(name, frame.to_arrow(compat_level=level))
     try:
         yield
     finally:

@@ -11,12 +11,15 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+import duckdb
 import polars as pl
+import psycopg2.errors
 
 from ..upload_spec.files import BY_ENTITY, ENTITIES
 from ..upload_spec.integrity import REFERENCES
 from ..upload_spec.reading import LINE
 from .connection import Connection, registered
+from .postgres import PostgresConnection
 
 if TYPE_CHECKING:
     from ..decision import EntityDiff
@@ -32,19 +35,19 @@ def differing_rows(
     updates in the first frame, adds and the new side of updates in the second. A row
     unchanged on both sides is in neither, so diffing these frames gives exactly the
     changes a diff of the whole roster would, without bringing an LEA's unchanged millions
-    of rows out of DuckDB."""
+    of rows out of DuckDB.
+
+    On PostgreSQL the LEA's rows are read out (COPY) and the same join runs in an in-process
+    DuckDB: PostgreSQL sends one LEA's rows, DuckDB does the diff."""
     spec = BY_ENTITY[entity]
     columns, first = spec.columns, spec.key[0]
-    on = " and ".join(f"r.{k} = s.{k}" for k in spec.key)
-    differ = [f"r.{c} is distinct from s.{c}" for c in columns if c not in spec.key]
-    pairs = ", ".join([f'r.{c} as "r.{c}", s.{c} as "s.{c}"' for c in columns] + [f"s.{LINE}"])
-    with registered(conn, "_snapshot", table.select(*columns, LINE), read_whole=True):
-        found = conn.execute(
-            f"select {pairs} from (select {', '.join(columns)} from roster.{entity}"
-            f" where lea_id = ?) r full join _snapshot s on {on}"
-            f" where r.{first} is null or s.{first} is null" + "".join(f" or {d}" for d in differ),
-            [lea_id],
-        ).pl()
+    applied = f"select {', '.join(columns)} from roster.{entity} where lea_id = ?"
+    if isinstance(conn, PostgresConnection):
+        rows = conn.read_frame(applied, [lea_id], dates=[c for c in columns if c in spec.dates])
+        with duckdb.connect() as engine, registered(engine, "_applied", rows, read_whole=True):
+            found = _differing(engine, spec.entity, table, "_applied", [])
+    else:
+        found = _differing(conn, spec.entity, table, f"({applied})", [lea_id])
     current = found.filter(pl.col(f"r.{first}").is_not_null()).select(
         pl.col(f"r.{c}").alias(c) for c in columns
     )
@@ -52,6 +55,24 @@ def differing_rows(
         *(pl.col(f"s.{c}").alias(c) for c in columns), LINE
     )
     return current, snapshot
+
+
+def _differing(
+    conn: duckdb.DuckDBPyConnection, entity: str, table: pl.DataFrame, applied: str, params: list
+) -> pl.DataFrame:
+    """The pairs of applied rows (`applied`, a table or subquery) and upload rows that differ,
+    side by side (`r.<column>`, `s.<column>`)."""
+    spec = BY_ENTITY[entity]
+    columns, first = spec.columns, spec.key[0]
+    on = " and ".join(f"r.{k} = s.{k}" for k in spec.key)
+    differ = [f"r.{c} is distinct from s.{c}" for c in columns if c not in spec.key]
+    pairs = ", ".join([f'r.{c} as "r.{c}", s.{c} as "s.{c}"' for c in columns] + [f"s.{LINE}"])
+    with registered(conn, "_snapshot", table.select(*columns, LINE), read_whole=True):
+        return conn.execute(
+            f"select {pairs} from {applied} r full join _snapshot s on {on}"
+            f" where r.{first} is null or s.{first} is null" + "".join(f" or {d}" for d in differ),
+            params,
+        ).pl()
 
 
 def applied_counts(conn: Connection, lea_id: str) -> dict[str, int]:
@@ -98,7 +119,8 @@ def write_entity_diff(
             conn.execute(
                 "insert into roster.changes (upload_id, lea_id, entity, key, change,"
                 " old_values, new_values, source_line, applied_at) select ?, ?, ?, key, change,"
-                " old_values, new_values, source_line, ? from new_changes",
+                " cast(old_values as json), cast(new_values as json), source_line, ?"
+                " from new_changes",
                 [upload_id, lea_id, diff.entity, applied_at],
             )
 
@@ -157,21 +179,43 @@ def write_accounts(
                 " where a.lea_id = ? and a.staff_id = l.staff_id",
                 [now, lea_id],
             )
-            counts["created"] = conn.execute(
-                "insert into roster.accounts select ?, l.staff_id, l.username, 'active', ?, null, ?"
-                " from logins l where l.staff_id not in"
-                " (select staff_id from roster.accounts where lea_id = ?)",
-                [lea_id, now, now, lea_id],
-            ).fetchone()[0]
+            counts["created"] = len(
+                conn.execute(
+                    "insert into roster.accounts select ?, l.staff_id, l.username, 'active', ?,"
+                    " null, ? from logins l where l.staff_id not in"
+                    " (select staff_id from roster.accounts where lea_id = ?) returning staff_id",
+                    [lea_id, now, now, lea_id],
+                ).fetchall()
+            )
     if staff.drops.height:
         with registered(conn, "gone", staff.drops):
-            counts["deactivated"] = conn.execute(
-                "update roster.accounts a set status = 'inactive', deactivated_at = ?,"
-                " updated_at = ? from gone g where a.lea_id = ? and a.staff_id = g.staff_id"
-                " and a.status = 'active'",
-                [now, now, lea_id],
-            ).fetchone()[0]
+            counts["deactivated"] = len(
+                conn.execute(
+                    "update roster.accounts a set status = 'inactive', deactivated_at = ?,"
+                    " updated_at = ? from gone g where a.lea_id = ? and a.staff_id = g.staff_id"
+                    " and a.status = 'active' returning a.staff_id",
+                    [now, now, lea_id],
+                ).fetchall()
+            )
+    if isinstance(conn, PostgresConnection) and staff.rows.height:
+        _check_logins_now(conn, lea_id)
     return counts
+
+
+def _check_logins_now(conn: PostgresConnection, lea_id: str) -> None:
+    """PostgreSQL's check of one active account per login, now rather than at commit: a login
+    another LEA's transaction took meanwhile (committed, or committing: the check waits for it)
+    refuses this apply as `LoginTaken`."""
+    try:
+        conn.execute("set constraints roster.accounts_one_active_login immediate")
+    except psycopg2.errors.ExclusionViolation as error:  # its detail names the login: not shown
+        raise LoginTaken(
+            f"LEA {lea_id}: the email of a staff member became the login of another LEA's"
+            " active account while this upload was applied (the two LEAs' runs overlapped)."
+            " Nothing was applied: the upload's next run validates it again, rejects those rows"
+            " and reports them to the LEA (Dagster's run retries start that run; past them an"
+            " operator re-executes it)."
+        ) from error
 
 
 def _release_inactive_logins(conn: Connection, lea_id: str, upload_id: str, now: datetime) -> int:

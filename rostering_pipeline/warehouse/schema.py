@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import duckdb
+from typing import TYPE_CHECKING
 
 from ..upload_spec.files import UPLOAD_FILES, UploadFile
+from .postgres import PostgresConnection
+
+if TYPE_CHECKING:
+    from .connection import Connection
 
 BASE_DDL = """
 create schema if not exists ingest;
@@ -90,17 +94,51 @@ def roster_table_ddl(spec: UploadFile) -> str:
 DDL = BASE_DDL + "\n".join(roster_table_ddl(spec) for spec in UPLOAD_FILES) + "\n"
 
 
+#: PostgreSQL's additions to the DDL: indexes for the reads of one LEA or one upload, and one
+#: active account per login statewide, checked by the database (write_accounts checks it
+#: before its transaction commits: two LEAs' runs at once cannot both take a login). The
+#: check is deferrable so that one upload may swap two staff members' emails.
+POSTGRES_DDL = (
+    """
+create index if not exists uploads_lea on ingest.uploads (lea_id, received_at);
+create index if not exists uploads_source_key on ingest.uploads (source_key);
+create index if not exists uploads_run on ingest.uploads (run_id);
+create index if not exists decisions_upload on ingest.decisions (upload_id);
+create index if not exists rejections_upload on quality.rejections (upload_id);
+create index if not exists changes_lea on roster.changes (lea_id, applied_at);
+create index if not exists changes_upload on roster.changes (upload_id);
+do $$ begin
+    if not exists (select 1 from pg_constraint where conname = 'accounts_one_active_login') then
+        alter table roster.accounts add constraint accounts_one_active_login
+            exclude using btree (lower(username) with =) where (status = 'active')
+            deferrable initially deferred;
+    end if;
+end $$;
+"""
+    + "\n".join(
+        f"create index if not exists {spec.entity}_lea on roster.{spec.entity}"
+        f" (lea_id, {', '.join(spec.key)});"
+        for spec in UPLOAD_FILES
+    )
+    + "\n"
+)
+
 #: Tables whose rows are deleted and replaced as uploads apply (roster.changes only grows).
 COMPACTED_TABLES = (*(f"roster.{spec.entity}" for spec in UPLOAD_FILES), "roster.accounts")
 
 
-def compact_roster(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int]]:
+def compact_roster(conn: Connection) -> dict[str, tuple[int, int]]:
     """Rewrite each roster table without its deleted rows, ordered by LEA.
 
     Applies leave deleted rows in place (vacuuming is off at their checkpoints); this drops
     them and stores each LEA's rows together, so a read of one LEA skips the row groups of
     every other. Each table is rewritten in its own transaction: a reader sees the table
-    before or after, never half. Returns row groups (before, after) per table."""
+    before or after, never half. Returns row groups (before, after) per table.
+
+    On PostgreSQL, autovacuum reclaims deleted rows as they go and the LEA indexes find its
+    rows: this vacuums and analyses each table, and returns its pages (before, after)."""
+    if isinstance(conn, PostgresConnection):
+        return {table: _vacuum(conn, table) for table in COMPACTED_TABLES}
     groups = {}
     for table in COMPACTED_TABLES:
         before = _row_groups(conn, table)
@@ -119,7 +157,14 @@ def compact_roster(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int]
     return groups
 
 
-def _row_groups(conn: duckdb.DuckDBPyConnection, table: str) -> int:
+def _vacuum(conn: PostgresConnection, table: str) -> tuple[int, int]:
+    pages = "select pg_relation_size(?::regclass) / current_setting('block_size')::int"
+    before = conn.execute(pages, [table]).fetchone()[0]
+    conn.execute(f"vacuum (analyze) {table}")
+    return before, conn.execute(pages, [table]).fetchone()[0]
+
+
+def _row_groups(conn: Connection, table: str) -> int:
     return conn.execute(
         f"select count(distinct row_group_id) from pragma_storage_info('{table}')"
     ).fetchone()[0]

@@ -202,9 +202,11 @@ def newest_blackout_held(conn: Connection) -> list[tuple[str, str, datetime]]:
     """Per LEA with uploads held by a blackout: (lea_id, newest held upload_id, its
     received_at)."""
     return conn.execute(
-        "select lea_id, arg_max(upload_id, received_at), max(received_at)"
-        " from ingest.uploads where status = 'held' and held_by = 'blackout'"
-        " group by lea_id order by lea_id"
+        "select lea_id, upload_id, received_at from (select lea_id, upload_id, received_at,"
+        " row_number() over (partition by lea_id order by received_at desc, upload_id desc) as n"
+        " from ingest.uploads where status = 'held' and held_by = 'blackout') as held"
+        " where n = 1"
+        " order by lea_id"
     ).fetchall()
 
 

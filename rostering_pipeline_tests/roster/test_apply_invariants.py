@@ -9,13 +9,12 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import polars as pl
 import pytest
 
 from rostering_pipeline.defs.operations.maintenance import warehouse_maintenance
 from rostering_pipeline.warehouse import WarehouseResource
-from rostering_pipeline_tests.conftest import Pipeline
+from rostering_pipeline_tests.conftest import BOTH_WAREHOUSES, Pipeline
 from rostering_pipeline_tests.fault_points import KILLED, fail_at
 from rostering_pipeline_tests.roster_history import roster_as_of
 from rostering_pipeline_tests.uploads import CAMPUSES, CLASSES, STAFF, day_one, day_two
@@ -53,6 +52,7 @@ def _materialize(pipeline: Pipeline, run_config: dict) -> dg.ExecuteInProcessRes
     )
 
 
+@BOTH_WAREHOUSES
 def test_mass_drop_is_held_then_released_by_an_operator(pipeline: Pipeline) -> None:
     pipeline.upload(LEA, _upload(100), day=1)
     pipeline.sync()
@@ -96,6 +96,7 @@ def test_mass_drop_is_held_then_released_by_an_operator(pipeline: Pipeline) -> N
     ) == [(40,)]
 
 
+@BOTH_WAREHOUSES
 def test_held_upload_rejected_by_an_operator_changes_nothing(pipeline: Pipeline) -> None:
     pipeline.upload(LEA, _upload(100), day=1)
     pipeline.sync()
@@ -118,6 +119,7 @@ def test_held_upload_rejected_by_an_operator_changes_nothing(pipeline: Pipeline)
     assert pipeline.query("select count(*) from roster.students") == [(100,)]
 
 
+@BOTH_WAREHOUSES
 def test_small_lea_may_drop_a_student(pipeline: Pipeline) -> None:
     pipeline.upload(LEA, day_one(), day=1)
     pipeline.sync()
@@ -127,6 +129,7 @@ def test_small_lea_may_drop_a_student(pipeline: Pipeline) -> None:
     assert _statuses(pipeline)[-1][1] == "applied"
 
 
+@BOTH_WAREHOUSES
 def test_accounts_deactivate_reactivate_and_follow_email_changes(pipeline: Pipeline) -> None:
     pipeline.upload(LEA, day_one(), day=1)
     pipeline.sync()
@@ -157,6 +160,7 @@ def test_accounts_deactivate_reactivate_and_follow_email_changes(pipeline: Pipel
     assert pipeline.query("select count(*) from roster.accounts") == [(2,)]
 
 
+@BOTH_WAREHOUSES
 def test_roster_after_any_upload_can_be_rebuilt(pipeline: Pipeline) -> None:
     pipeline.upload(LEA, day_one(), day=1)
     pipeline.sync()
@@ -164,7 +168,7 @@ def test_roster_after_any_upload_can_be_rebuilt(pipeline: Pipeline) -> None:
     pipeline.sync()
     first, second = (u for u, _ in _statuses(pipeline))
 
-    with duckdb.connect(str(pipeline.warehouse), read_only=True) as conn:
+    with pipeline.warehouse_resource().connect(read_only=True) as conn:
         after_first = roster_as_of(conn, LEA, first)
         after_second = roster_as_of(conn, LEA, second)
         now = conn.execute(
@@ -187,11 +191,11 @@ def test_roster_after_any_upload_can_be_rebuilt(pipeline: Pipeline) -> None:
     ]
 
 
+@BOTH_WAREHOUSES
 def test_reconciliation_catches_a_row_altered_behind_the_pipeline(pipeline: Pipeline) -> None:
     pipeline.upload(LEA, day_one(), day=1)
     pipeline.sync()
-    with duckdb.connect(str(pipeline.warehouse)) as conn:
-        conn.execute("update roster.students set grade = '09' where student_id = 'S2'")
+    pipeline.execute("update roster.students set grade = '09' where student_id = 'S2'")
     pipeline.upload(LEA, day_one(), day=2)  # the same files again: nothing to apply
 
     runs = pipeline.sync()
@@ -202,13 +206,13 @@ def test_reconciliation_catches_a_row_altered_behind_the_pipeline(pipeline: Pipe
     assert evaluation.metadata["differing_keys"].value == {"students": ["S2"]}
 
 
+@BOTH_WAREHOUSES
 def test_a_row_altered_behind_the_pipeline_is_restored_by_the_next_upload(
     pipeline: Pipeline,
 ) -> None:
     pipeline.upload(LEA, day_one(), day=1)
     pipeline.sync()
-    with duckdb.connect(str(pipeline.warehouse)) as conn:
-        conn.execute("update roster.students set grade = '09' where student_id = 'S2'")
+    pipeline.execute("update roster.students set grade = '09' where student_id = 'S2'")
     files = day_one()
     files["students.csv"] += "S4,Eli,Park,2016-09-10,04,101912001\n"
     pipeline.upload(LEA, files, day=2)  # not the same files: its diff is computed
@@ -228,6 +232,7 @@ def test_a_row_altered_behind_the_pipeline_is_restored_by_the_next_upload(
     ) == [("S2", '{"grade":"09"}', '{"grade":"04"}')]
 
 
+@BOTH_WAREHOUSES
 def test_older_upload_never_overwrites_a_newer_one(pipeline: Pipeline) -> None:
     pipeline.upload(LEA, day_one(), day=1)
     with pytest.MonkeyPatch.context() as faulty:
@@ -248,6 +253,7 @@ def test_older_upload_never_overwrites_a_newer_one(pipeline: Pipeline) -> None:
     ]
 
 
+@BOTH_WAREHOUSES
 @pytest.mark.parametrize("point", ["apply.begin", "apply.mid"])
 def test_crash_during_apply_keeps_roster_and_retry_applies_once(
     pipeline: Pipeline, tmp_path: Path, point: str
@@ -298,6 +304,7 @@ def test_crash_during_apply_keeps_roster_and_retry_applies_once(
     ).to_series().to_list() == ["S1", "S3", "S4"]
 
 
+@BOTH_WAREHOUSES
 def test_a_sync_killed_mid_apply_is_applied_once_by_the_next_sync_and_reported(
     pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -336,11 +343,11 @@ def test_a_sync_killed_mid_apply_is_applied_once_by_the_next_sync_and_reported(
     assert "Nothing to sync" in third.stdout + third.stderr  # exactly once
 
 
+@BOTH_WAREHOUSES
 def test_backfill_reapplies_the_latest_archived_upload(pipeline: Pipeline) -> None:
     pipeline.upload(LEA, day_one(), day=1)
     pipeline.sync()
-    with duckdb.connect(str(pipeline.warehouse)) as conn:
-        conn.execute("delete from roster.enrollments where student_id = 'S2'")
+    pipeline.execute("delete from roster.enrollments where student_id = 'S2'")
 
     backfill = _materialize(pipeline, {})  # what a UI backfill of the LEA's partition runs
 
@@ -359,7 +366,8 @@ def test_backfill_reapplies_the_latest_archived_upload(pipeline: Pipeline) -> No
 
 def test_nightly_compaction_drops_deleted_rows_and_keeps_every_row(pipeline: Pipeline) -> None:
     """Applies leave deleted rows in place (no vacuum at their checkpoints); the
-    warehouse_maintenance job rewrites the tables without them, changing no row."""
+    warehouse_maintenance job rewrites the tables without them, changing no row. (DuckDB's
+    row groups: PostgreSQL's autovacuum reclaims deleted rows on its own.)"""
     pipeline.upload(LEA, day_one(), day=1)
     pipeline.sync()
     pipeline.upload(LEA, day_two(), day=2)

@@ -5,21 +5,25 @@ of that teacher are rejected and keep their applied version. Through the real pi
 from __future__ import annotations
 
 import hashlib
+import threading
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from rostering_pipeline import ledger
+from rostering_pipeline.decision import EntityDiff
 from rostering_pipeline.roster.apply import apply_upload
 from rostering_pipeline.roster.plan import plan_upload
 from rostering_pipeline.upload_spec.files import ENTITIES
 from rostering_pipeline.upload_spec.rules import LOGIN_TAKEN
 from rostering_pipeline.upload_spec.validate import validate_upload
 from rostering_pipeline.uploads import ArchivedFile, Upload, make_upload
-from rostering_pipeline.warehouse import WarehouseResource
-from rostering_pipeline.warehouse.roster import LoginTaken
-from rostering_pipeline_tests.conftest import Pipeline
+from rostering_pipeline.warehouse import WarehouseResource, transaction
+from rostering_pipeline.warehouse.roster import LoginTaken, write_accounts
+from rostering_pipeline_tests.conftest import BOTH_WAREHOUSES, Pipeline
+from rostering_pipeline_tests.postgres import database_dsn, fresh_database, postgres_dsn
 from rostering_pipeline_tests.uploads import day_one
 
 FIRST = "101912"
@@ -67,6 +71,7 @@ def test_validate_upload_rejects_a_login_taken_elsewhere_case_insensitively() ->
     assert clean.rejections.filter(clean.rejections["level"] != "warning").is_empty()
 
 
+@BOTH_WAREHOUSES
 def test_second_lea_using_a_taken_login_is_told_and_nothing_merges(pipeline: Pipeline) -> None:
     pipeline.upload(FIRST, day_one(), day=1)
     assert [r.success for r in pipeline.sync()] == [True]
@@ -121,6 +126,7 @@ def _archived(lea_id: str, files: dict[str, str], root: Path) -> Upload:
     return make_upload(lea_id, f"{lea_id}-overlap", archived, received_at=received)
 
 
+@BOTH_WAREHOUSES
 def test_a_login_taken_by_an_overlapping_run_refuses_the_apply_and_nothing_merges(
     pipeline: Pipeline, tmp_path: Path
 ) -> None:
@@ -133,7 +139,7 @@ def test_a_login_taken_by_an_overlapping_run_refuses_the_apply_and_nothing_merge
     assert [r.success for r in pipeline.sync()] == [True]  # then LEA 101912's run applies
     now = datetime.now(UTC)
 
-    with WarehouseResource(path=str(pipeline.warehouse)).connect() as conn:
+    with pipeline.warehouse_resource().connect() as conn:
         ledger.record_received(conn, tmp_path, upload, now, "overlapping-run")
         plan = plan_upload(conn, upload, validated)
         with pytest.raises(LoginTaken) as refused:
@@ -174,3 +180,64 @@ def test_a_login_taken_by_an_overlapping_run_refuses_the_apply_and_nothing_merge
         (FIRST, "T2", "ben.cole@example.org"),
         (SECOND, "T8", "cy.lund@second.example.org"),
     ]
+
+
+def _new_staff(staff_id: str, email: str) -> EntityDiff:
+    rows = pl.DataFrame({"staff_id": [staff_id], "email": [email]})
+    return EntityDiff("staff", rows, rows.clear().select("staff_id"), pl.DataFrame())
+
+
+def test_two_leas_applying_one_login_at_the_same_moment_on_postgres_one_is_refused() -> None:
+    """On PostgreSQL two LEAs' applies run at once (one DuckDB file never lets them): both
+    check the login before either commits, so neither sees the other's. The database's one
+    active account per login makes the second wait for the first and then refuses it."""
+    dsn = postgres_dsn()
+    with fresh_database(dsn) as env:
+        warehouse = WarehouseResource(postgres_dsn=database_dsn(dsn, env))
+        now = datetime.now(UTC)
+        outcome: dict[str, object] = {}
+        with warehouse.connect() as first, warehouse.connect() as second:
+            with transaction(first, lea_id=FIRST):
+                write_accounts(first, FIRST, "u1", _new_staff("T1", "ana@x.org"), now)
+
+                def apply_second() -> None:
+                    try:
+                        with transaction(second, lea_id=SECOND):
+                            write_accounts(second, SECOND, "u2", _new_staff("T9", "ANA@x.org"), now)
+                        outcome["second"] = "applied"
+                    except LoginTaken as refused:
+                        outcome["second"] = refused
+
+                thread = threading.Thread(target=apply_second)
+                thread.start()
+                thread.join(timeout=1.0)
+                # The second LEA waits on the first's uncommitted login, rather than passing.
+                assert thread.is_alive() and "second" not in outcome
+            thread.join(timeout=30)  # the first committed: the second is refused
+            assert not thread.is_alive()
+            accounts = first.execute(
+                "select lea_id, staff_id, username, status from roster.accounts"
+            ).fetchall()
+    assert isinstance(outcome["second"], LoginTaken), outcome
+    assert f"LEA {SECOND}" in str(outcome["second"]) and "ana" not in str(outcome["second"])
+    assert accounts == [(FIRST, "T1", "ana@x.org", "active")]
+
+
+def test_one_upload_may_swap_two_staff_members_emails_on_postgres() -> None:
+    """The one-login check runs when the upload's accounts are written, not per row: an upload
+    that swaps two colleagues' emails is applied."""
+    dsn = postgres_dsn()
+    with fresh_database(dsn) as env:
+        warehouse = WarehouseResource(postgres_dsn=database_dsn(dsn, env))
+        now = datetime.now(UTC)
+        both = pl.DataFrame({"staff_id": ["T1", "T2"], "email": ["a@x.org", "b@x.org"]})
+        swapped = pl.DataFrame({"staff_id": ["T1", "T2"], "email": ["b@x.org", "a@x.org"]})
+        with warehouse.connect() as conn:
+            for rows in (both, swapped):
+                diff = EntityDiff("staff", rows, rows.clear().select("staff_id"), pl.DataFrame())
+                with transaction(conn, lea_id=FIRST):
+                    write_accounts(conn, FIRST, "u", diff, now)
+            accounts = conn.execute(
+                "select staff_id, username from roster.accounts order by 1"
+            ).fetchall()
+    assert accounts == [("T1", "b@x.org"), ("T2", "a@x.org")]

@@ -6,17 +6,24 @@ import ast
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
+from rostering_pipeline.decision import EntityDiff
 from rostering_pipeline.defs.roster.sensors import blackout_release_sensor
 from rostering_pipeline.lea_settings import LeaSettingsResource
-from rostering_pipeline.upload_spec.files import UPLOAD_FILES, UploadFile
-from rostering_pipeline.warehouse import WarehouseBusy, WarehouseResource, registered
+from rostering_pipeline.upload_spec.files import BY_ENTITY, UPLOAD_FILES, UploadFile
+from rostering_pipeline.upload_spec.reading import LINE
+from rostering_pipeline.warehouse import WarehouseBusy, WarehouseResource, registered, transaction
+from rostering_pipeline.warehouse.roster import differing_rows, write_entity_diff
+from rostering_pipeline_tests.postgres import database_dsn, fresh_database, postgres_dsn
 
 HOLD = """
 import sys, time, duckdb
@@ -114,13 +121,24 @@ def test_a_registered_frame_can_be_filtered_by_a_join(tmp_path: Path) -> None:
     assert found == [("T1",)]
 
 
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WarehouseResource]:
+    """An empty warehouse on each backend: a DuckDB file, a fresh PostgreSQL database."""
+    if request.param == "duckdb":
+        yield WarehouseResource(path=str(tmp_path / "w.duckdb"))
+        return
+    dsn = postgres_dsn()
+    with fresh_database(dsn) as env:
+        yield WarehouseResource(postgres_dsn=database_dsn(dsn, env))
+
+
 @pytest.mark.parametrize("spec", UPLOAD_FILES, ids=lambda spec: spec.entity)
 def test_each_entity_of_the_registry_has_a_roster_table_of_its_columns(
-    tmp_path: Path, spec: UploadFile
+    warehouse: WarehouseResource, spec: UploadFile
 ) -> None:
-    with WarehouseResource(path=str(tmp_path / "w.duckdb")).connect() as conn:
+    with warehouse.connect() as conn:
         columns = conn.execute(
-            "select column_name, data_type, is_nullable from information_schema.columns"
+            "select column_name, upper(data_type), is_nullable from information_schema.columns"
             " where table_schema = 'roster' and table_name = ? order by ordinal_position",
             [spec.entity],
         ).fetchall()
@@ -128,7 +146,88 @@ def test_each_entity_of_the_registry_has_a_roster_table_of_its_columns(
     assert [c[0] for c in columns] == ["lea_id", *spec.columns, "upload_id"]
     assert {c[0] for c in columns if c[2] == "NO"} == {"lea_id", *spec.key, "upload_id"}
     assert {c[0] for c in columns if c[1] == "DATE"} == set(spec.dates)
-    assert {c[1] for c in columns} <= {"VARCHAR", "DATE"}
+    assert {c[1] for c in columns} <= {"VARCHAR", "CHARACTER VARYING", "DATE"}
+
+
+#: Values a CSV-based transfer could lose: an empty string beside a null, separators, quotes,
+#: line breaks, a backslash-N, non-ASCII text; dates and times.
+AWKWARD = pl.DataFrame(
+    {
+        "text": ["", None, "a,b", 'say "hi"', "two\nlines", "\\N", "Zoë Ñúñez 名"],
+        "number": [0, None, -1, 2**40, 7, 8, 9],
+        "day": [date(2016, 2, 29), None, date(1999, 12, 31)] + [date(2020, 1, 1)] * 4,
+        "at": [datetime(2026, 9, 1, 12, 0, 0, 123456, tzinfo=UTC)] * 6 + [None],
+    }
+)
+
+
+def test_a_registered_frame_reads_back_exactly(warehouse: WarehouseResource) -> None:
+    with warehouse.connect() as conn, registered(conn, "awkward", AWKWARD):
+        back = conn.execute("select * from awkward order by number nulls first").pl()
+    back = back.with_columns(pl.col("at").dt.convert_time_zone("UTC"))  # DuckDB: "Etc/UTC"
+
+    assert_frame_equal(back, AWKWARD.sort("number", nulls_last=False), check_dtypes=False)
+    assert back.schema["day"] == pl.Date and isinstance(back.schema["at"], pl.Datetime)
+
+
+def _all_columns(frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:
+    """The entity's columns in order; those the test leaves out are null text."""
+    missing = [pl.lit(None, pl.String).alias(c) for c in columns if c not in frame.columns]
+    return frame.with_columns(missing).select(columns)
+
+
+def test_the_diff_finds_the_same_rows_on_either_backend(warehouse: WarehouseResource) -> None:
+    """differing_rows on the warehouse's applied rows: adds, updates (an empty string is not a
+    null, a date changed) and drops, and nothing for an unchanged row."""
+    spec = BY_ENTITY["students"]
+    applied = _all_columns(
+        pl.DataFrame(
+            {
+                "student_id": ["S1", "S2", "S3", "S4"],
+                "first_name": ["A", "B", "C", "D"],
+                "last_name": ["", None, "Z", "Y"],
+                "birth_date": [date(2016, 3, 4), date(2016, 3, 5), None, date(2016, 3, 6)],
+                "grade": ["04", "04", "05", "05"],
+            }
+        ),
+        spec.columns,
+    )
+    upload = _all_columns(
+        pl.DataFrame(
+            {
+                "student_id": ["S1", "S2", "S3", "S5"],
+                "first_name": ["A", "B", "C", "E"],
+                "last_name": ["", "", "Z", "X"],  # S2: a null became an empty string
+                "birth_date": [date(2016, 3, 4), date(2016, 3, 5), date(2016, 1, 1), None],
+                "grade": ["04", "04", "05", "06"],
+            }
+        ),
+        spec.columns,
+    ).with_columns(pl.Series(LINE, [2, 3, 4, 5]))
+    keys = applied.select(spec.key)
+    nothing = pl.DataFrame({"key": [], "change": [], "old_values": [], "new_values": [],
+                            "source_line": []}, schema={"key": pl.String, "change": pl.String,
+                            "old_values": pl.String, "new_values": pl.String,
+                            "source_line": pl.Int64})  # fmt: skip
+    now = datetime(2026, 9, 1, tzinfo=UTC)
+    with warehouse.connect() as conn:
+        with transaction(conn, lea_id="1"):
+            write_entity_diff(conn, "1", "u1", EntityDiff("students", applied, keys.clear(),
+                              nothing), now)  # fmt: skip
+        current, snapshot = differing_rows(conn, "1", "students", upload)
+
+    assert sorted(current["student_id"]) == ["S2", "S3", "S4"]
+    assert sorted(snapshot["student_id"]) == ["S2", "S3", "S5"]
+    assert_frame_equal(
+        current.sort("student_id"),
+        applied.filter(pl.col("student_id").is_in(["S2", "S3", "S4"])),
+        check_dtypes=False,
+    )
+    assert_frame_equal(
+        snapshot.sort("student_id"),
+        upload.filter(pl.col("student_id").is_in(["S2", "S3", "S5"])),
+        check_dtypes=False,
+    )
 
 
 def _calls_execute_or_imports_duckdb(path: Path) -> list[str]:
