@@ -10,11 +10,13 @@ import logging
 import dagster as dg
 import pytest
 
-from rostering_pipeline_tests.conftest import Pipeline
+from rostering_pipeline_tests.conftest import BOTH_WAREHOUSES, Pipeline
 from rostering_pipeline_tests.faulty_sftp import FaultySftpServer
 from rostering_pipeline_tests.operations.test_run_failure import _run_failure_sensor
 from rostering_pipeline_tests.roster.test_apply_invariants import _materialize as _run
 from rostering_pipeline_tests.roster.test_apply_invariants import _upload
+
+pytestmark = BOTH_WAREHOUSES
 
 LEA = "101912"
 

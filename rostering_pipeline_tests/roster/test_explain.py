@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from rostering_pipeline.cli import main
-from rostering_pipeline_tests.conftest import Pipeline
+from rostering_pipeline_tests.conftest import BOTH_WAREHOUSES, Pipeline
 from rostering_pipeline_tests.uploads import day_one, day_two
 
 LEA = "101912"
 
 
+@BOTH_WAREHOUSES
 def test_explain_student_shows_state_classes_changes_and_rejections(
     pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -35,6 +36,7 @@ def test_explain_student_shows_state_classes_changes_and_rejections(
     assert "students.csv line 3" in out
 
 
+@BOTH_WAREHOUSES
 def test_explain_class_lists_students_and_dropped_enrollment(
     pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -51,6 +53,7 @@ def test_explain_class_lists_students_and_dropped_enrollment(
     assert "drop    enrollments  C1|S2" in out
 
 
+@BOTH_WAREHOUSES
 def test_explain_staff_shows_account(
     pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -65,6 +68,7 @@ def test_explain_staff_shows_account(
     assert "C1  Grade 4 Math  teacher" in out
 
 
+@BOTH_WAREHOUSES
 def test_explain_student_rejected_enrollment(
     pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 
 from rostering_pipeline.cli import main
-from rostering_pipeline_tests.conftest import Pipeline
+from rostering_pipeline_tests.conftest import BOTH_WAREHOUSES, Pipeline
 from rostering_pipeline_tests.operations.test_freshness import _as_lea
 from rostering_pipeline_tests.roster.test_apply_invariants import _upload
+
+pytestmark = BOTH_WAREHOUSES
 
 HELD, APPLIED = "101912", "227901"
 
