@@ -103,6 +103,16 @@ def test_k8s_values_hold_no_plaintext_secret() -> None:
     assert not [name for name in deployment.get("env", {}) if SECRETISH.search(name)]
 
 
+def test_k8s_runs_write_the_postgres_warehouse_named_without_its_password() -> None:
+    """Run pods on several nodes cannot share a DuckDB file: the profile names the PostgreSQL
+    warehouse, and its password comes from the pipeline's secret (libpq's PGPASSWORD)."""
+    (deployment,) = _values()["dagster-user-deployments"]["deployments"]
+    dsn = deployment["env"]["ROSTERING_WAREHOUSE_DSN"]
+    assert "dbname=" in dsn and "password" not in dsn.lower() and "@" not in dsn
+    assert "ROSTERING_WAREHOUSE" not in deployment["env"]  # no DuckDB file on a pod's disk
+    assert "PGPASSWORD" in VALUES.read_text()  # the secret the comments tell operators to make
+
+
 def _dockerfile() -> tuple[list[str], list[str]]:
     """The Dockerfile's `uv sync` commands and its CMD."""
     lines = DOCKERFILE.read_text().splitlines()
