@@ -10,6 +10,12 @@ polars reading the same six CSV files plus a full-outer-join diff of the student
     uv run python benchmarks/bench_per_lea.py                       # 10k and 200k
     uv run python benchmarks/bench_per_lea.py --sizes 10000,200000,1000000
     uv run python benchmarks/bench_per_lea.py --sizes 200000 --profile   # cProfile the pipeline
+    uv run python benchmarks/bench_per_lea.py --sizes 10000,1000000 --warehouse postgres
+
+`--warehouse postgres` puts the same work on the PostgreSQL warehouse backend: a throwaway
+server (scripts/start_postgres.sh --durable, fsync on) for the whole benchmark, day 1 applied
+once into a template database, each measurement on a fresh copy of it (CREATE DATABASE …
+TEMPLATE); the floor is the same.
 
 Before the measured upload, each pipeline worker puts a 500-student upload through the same
 functions once ("first use": lazy imports such as pyarrow and pandera's backends, first
@@ -21,7 +27,9 @@ imports included. Data and warehouses are cached under benchmarks/out/.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -44,6 +52,38 @@ def base_warehouse(size: int) -> Path:
     return WORK / f"{size}" / "day1.duckdb"
 
 
+#: Set (by main) to the throwaway PostgreSQL's superuser DSN for `--warehouse postgres`.
+PG_ENV = "BENCH_PER_LEA_POSTGRES_DSN"
+
+
+def _pg_dsn(database: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    server = os.environ.get(PG_ENV)
+    return urlsplit(server)._replace(path="/" + database).geturl() if server else None
+
+
+def _pg_admin(sql: str) -> list[tuple]:
+    import psycopg2
+
+    conn = psycopg2.connect(os.environ[PG_ENV])
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
+def _warehouse(path: Path, database: str):
+    """The DuckDB file `path`, or on `--warehouse postgres` the database `database`."""
+    from rostering_pipeline.warehouse import WarehouseResource
+
+    dsn = _pg_dsn(database)
+    return WarehouseResource(postgres_dsn=dsn) if dsn else WarehouseResource(path=str(path))
+
+
 # -- workers (each in its own process) --------------------------------------------------
 
 
@@ -61,11 +101,16 @@ def worker_day_one(size: int) -> dict:
     from rostering_pipeline.roster.apply import apply_upload
     from rostering_pipeline.roster.plan import plan_upload
     from rostering_pipeline.upload_spec.validate import validate_upload
-    from rostering_pipeline.warehouse import WarehouseResource
 
     lea_id = lea_for(size)
     target = base_warehouse(size)
-    if target.exists():
+    postgres = bool(os.environ.get(PG_ENV))
+    if postgres:
+        if _pg_admin(f"select 1 from pg_database where datname = 'day1_{size}'"):
+            return {"cached": True}
+        _pg_admin(f"drop database if exists building_{size}")
+        _pg_admin(f"create database building_{size}")
+    elif target.exists():
         return {"cached": True}
     target.parent.mkdir(parents=True, exist_ok=True)
     building = target.with_suffix(".building")
@@ -76,7 +121,7 @@ def worker_day_one(size: int) -> dict:
     started = time.monotonic()
     validated = validate_upload(lea_id, upload.read_files(), upload.received_at.date())
     t["validate"] = time.monotonic() - started
-    with WarehouseResource(path=str(building)).connect() as conn:
+    with _warehouse(building, f"building_{size}").connect() as conn:
         ledger.record_received(conn, WORK / f"{size}" / "archive", upload, common.now(), "bench")
         record_rejections(conn, upload, validated.rejections, common.now())
         started = time.monotonic()
@@ -85,9 +130,12 @@ def worker_day_one(size: int) -> dict:
         started = time.monotonic()
         plan = apply_upload(conn, upload, validated, plan, common.now())
         t["apply"] = time.monotonic() - started
-        conn.execute("checkpoint")
+        conn.execute("vacuum analyze" if postgres else "checkpoint")
     assert plan.decision == "apply", plan.reason
-    building.rename(target)
+    if postgres:
+        _pg_admin(f"alter database building_{size} rename to day1_{size}")
+    else:
+        building.rename(target)
     return {"cached": False, **t, "peak_rss_mb": common.peak_rss_mb()}
 
 
@@ -102,14 +150,18 @@ def worker_pipeline(size: int, profile: str | None) -> dict:
     from rostering_pipeline.roster.checks import dangling_references, reconcile
     from rostering_pipeline.roster.plan import plan_upload
     from rostering_pipeline.upload_spec.validate import validate_upload
-    from rostering_pipeline.warehouse import WarehouseResource
 
     lea_id = lea_for(size)
     run_dir = WORK / f"{size}" / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     warehouse = run_dir / "warehouse.duckdb"
-    shutil.copyfile(base_warehouse(size), warehouse)
+    postgres = bool(os.environ.get(PG_ENV))
+    if postgres:
+        _pg_admin("drop database if exists measured")
+        _pg_admin(f"create database measured template day1_{size}")
+    else:
+        shutil.copyfile(base_warehouse(size), warehouse)
     folder = common.upload_dir(lea_id, size, 2)
     upload = common.make_local_upload(lea_id, folder, 2, WORK / f"{size}" / "archive")
     first_use = _first_use(run_dir)
@@ -133,7 +185,7 @@ def worker_pipeline(size: int, profile: str | None) -> dict:
     phase("read")
     validated = validate_upload(lea_id, files, upload.received_at.date())
     phase("validate")
-    with WarehouseResource(path=str(warehouse)).connect() as conn:
+    with _warehouse(warehouse, "measured").connect() as conn:
         phase("connect")
         ledger.record_received(conn, WORK / f"{size}" / "archive", upload, common.now(), "bench")
         record_rejections(conn, upload, validated.rejections, common.now())
@@ -161,7 +213,12 @@ def worker_pipeline(size: int, profile: str | None) -> dict:
         "peak_rss_mb": common.peak_rss_mb(),
         "counts": plan.counts(),
         "rows": {e: d.rows.height for e, d in plan.entities.items()},
-        "warehouse_mb": warehouse.stat().st_size / 1e6,
+        "warehouse_mb": (
+            _pg_admin("select pg_database_size('measured')")[0][0]
+            if postgres
+            else warehouse.stat().st_size
+        )
+        / 1e6,
     }
 
 
@@ -173,15 +230,17 @@ def _first_use(run_dir: Path) -> float:
     from rostering_pipeline.roster.apply import apply_upload
     from rostering_pipeline.roster.plan import plan_upload
     from rostering_pipeline.upload_spec.validate import validate_upload
-    from rostering_pipeline.warehouse import WarehouseResource
 
     started = time.monotonic()
+    if os.environ.get(PG_ENV):
+        _pg_admin("drop database if exists first_use")
+        _pg_admin("create database first_use")
     lea_id = "990001"
     upload = common.make_local_upload(
         lea_id, common.upload_dir(lea_id, 500, 1), 1, run_dir / "first_use_archive"
     )
     validated = validate_upload(lea_id, upload.read_files(), upload.received_at.date())
-    with WarehouseResource(path=str(run_dir / "first_use.duckdb")).connect() as conn:
+    with _warehouse(run_dir / "first_use.duckdb", "first_use").connect() as conn:
         plan = plan_upload(conn, upload, validated)
         apply_upload(conn, upload, validated, plan, common.now())
     return time.monotonic() - started
@@ -257,6 +316,12 @@ def main() -> None:
     parser.add_argument("--worker", choices=["generate", "day1", "pipeline", "floor"])
     parser.add_argument("--size", type=int)
     parser.add_argument("--profile-out")
+    parser.add_argument(
+        "--warehouse",
+        choices=["duckdb", "postgres"],
+        default="duckdb",
+        help="the warehouse backend (postgres: a throwaway server for the whole benchmark)",
+    )
     args = parser.parse_args()
     if args.worker:
         result = {
@@ -270,9 +335,12 @@ def main() -> None:
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
     results = []
-    for size in sizes:
-        print(f"… {size:,} students", file=sys.stderr, flush=True)
-        results.append(measure(size, args.repeat, args.profile))
+    with contextlib.ExitStack() as stack:
+        if args.warehouse == "postgres":
+            os.environ[PG_ENV] = stack.enter_context(common.postgres_server())
+        for size in sizes:
+            print(f"… {size:,} students", file=sys.stderr, flush=True)
+            results.append(measure(size, args.repeat, args.profile))
 
     phases = ("read", "validate", "connect", "record", "plan", "apply")
     rows = []
@@ -298,7 +366,8 @@ def main() -> None:
         "+checks s", "RSS w/ checks MB", "first use s",
     )  # fmt: skip
     table = common.print_table(
-        "Per-LEA compute, day 2 (2% adds, 2% drops, 3% updates); pipeline = read + validate"
+        f"Per-LEA compute on the {args.warehouse} warehouse, day 2 (2% adds, 2% drops, 3%"
+        " updates); pipeline = read + validate"
         " + record + plan + apply; checks = reconcile + dangling_references; first use = a"
         " 500-student upload through the same functions first, once per process (lazy"
         " imports, first queries), not in the pipeline figures",
@@ -338,7 +407,8 @@ def main() -> None:
         ),  # fmt: skip
         detail,
     )
-    path = common.write_result("per_lea", {"results": results}, table)
+    name = "per_lea" if args.warehouse == "duckdb" else f"per_lea_{args.warehouse}"
+    path = common.write_result(name, {"results": results}, table)
     print(f"written to {path.relative_to(common.REPO)}")
 
 
