@@ -138,10 +138,10 @@ class WarehouseResource(dg.ConfigurableResource):
     def _connect_postgres(dsn: str, read_only: bool, timeout: float) -> Iterator[Connection]:
         """A session of its own; a lock another session holds is waited for `timeout` at most
         (a sensor tick's short wait, a run's long one), then the statement fails."""
-        conn = postgres.connect(dsn, read_only=read_only, lock_timeout_seconds=timeout)
+        conn = postgres.connect(
+            dsn, DDL + POSTGRES_DDL, read_only=read_only, lock_timeout_seconds=timeout
+        )
         try:
-            if not read_only:
-                postgres.ensure_schema(conn, dsn, DDL + POSTGRES_DDL)
             yield conn
         finally:
             conn.close()

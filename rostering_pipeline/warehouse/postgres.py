@@ -151,18 +151,26 @@ def _column_type(dtype: pl.DataType) -> str:
     return _COLUMN_TYPES.get(type(dtype), "text")
 
 
-def connect(dsn: str, *, read_only: bool, lock_timeout_seconds: float) -> PostgresConnection:
+def connect(
+    dsn: str, ddl: str, *, read_only: bool, lock_timeout_seconds: float
+) -> PostgresConnection:
     """A session on the warehouse's database: UTC, read-only when asked, waiting at most
     `lock_timeout_seconds` for a lock another session holds."""
     raw = psycopg2.connect(
         dsn,
         application_name="rostering_pipeline",
-        options=(
-            f"-c timezone=UTC -c lock_timeout={max(1, int(lock_timeout_seconds * 1000))}"
-            + (" -c default_transaction_read_only=on" if read_only else "")
-        ),
+        options=f"-c timezone=UTC -c lock_timeout={max(1, int(lock_timeout_seconds * 1000))}",
     )
-    return PostgresConnection(raw)
+    conn = PostgresConnection(raw)
+    try:
+        # The tables exist before anyone reads them (a sensor may read before the first run).
+        ensure_schema(conn, dsn, ddl)
+        if read_only:
+            conn.execute("set default_transaction_read_only = on")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 _SCHEMA_READY: set[str] = set()

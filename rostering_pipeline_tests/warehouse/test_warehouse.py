@@ -22,7 +22,9 @@ from rostering_pipeline.lea_settings import LeaSettingsResource
 from rostering_pipeline.upload_spec.files import BY_ENTITY, UPLOAD_FILES, UploadFile
 from rostering_pipeline.upload_spec.reading import LINE
 from rostering_pipeline.warehouse import WarehouseBusy, WarehouseResource, registered, transaction
+from rostering_pipeline.warehouse.reports import latest_uploads
 from rostering_pipeline.warehouse.roster import differing_rows, write_entity_diff
+from rostering_pipeline.warehouse.uploads import upload_count
 from rostering_pipeline_tests.postgres import database_dsn, fresh_database, postgres_dsn
 
 HOLD = """
@@ -258,3 +260,10 @@ def test_only_the_warehouse_package_reaches_duckdb() -> None:
     ]
 
     assert outside == []
+
+
+def test_a_read_before_any_write_finds_empty_tables(warehouse: WarehouseResource) -> None:
+    """A sensor or the status board may read before the first run wrote anything."""
+    with warehouse.connect(read_only=True) as conn:
+        assert upload_count(conn) == 0
+        assert latest_uploads(conn).is_empty()
