@@ -173,8 +173,8 @@ INSTANCES = ("sqlite", "postgres", "postgres-pooled")
 
 def dagster_home(root: Path, instance: str = "sqlite", instance_yaml: Path | None = None) -> Path:
     """A DAGSTER_HOME under `root` with the profile's dagster.yaml (or `instance_yaml`, e.g.
-    another run launcher, for SQLite); a Postgres one reads the DAGSTER_PG_* variables (see
-    `postgres_database`)."""
+    another run launcher: for SQLite the whole file, for Postgres every setting but its
+    storage); a Postgres one reads the DAGSTER_PG_* variables (see `postgres_database`)."""
     import yaml
 
     home = root / "dagster_home"
@@ -187,6 +187,9 @@ def dagster_home(root: Path, instance: str = "sqlite", instance_yaml: Path | Non
         config["storage"] = {"postgres": config["storage"]["custom"]["config"]}
     else:
         assert instance == "postgres-pooled", instance
+    if instance_yaml:  # its settings (e.g. the forkserver run launcher) over Postgres storage
+        overlay = yaml.safe_load(instance_yaml.read_text())
+        config.update({k: v for k, v in overlay.items() if k != "storage"})
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     return home
 
