@@ -281,7 +281,17 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
 @contextmanager
 def dagster_dev(env: dict[str, str], log_path: Path, port: int | None = None) -> Iterator[int]:
     """`dagster dev` on workspace.yaml in its own session; the whole process group is
-    terminated (then killed) on exit, whatever happened."""
+    terminated (then killed) on exit, whatever happened. Yields the webserver's port."""
+    with dagster_dev_process(env, log_path, port) as (port, _):
+        yield port
+
+
+@contextmanager
+def dagster_dev_process(
+    env: dict[str, str], log_path: Path, port: int | None = None
+) -> Iterator[tuple[int, int]]:
+    """`dagster_dev`, yielding (port, pid of `dagster dev`): the pid is also its process
+    group's id (it leads a session of its own), for sampling the group's memory."""
     port = port or free_port()
     command = [
         sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"),
@@ -297,7 +307,7 @@ def dagster_dev(env: dict[str, str], log_path: Path, port: int | None = None) ->
         start_new_session=True,
     )
     try:
-        yield port
+        yield port, process.pid
     finally:
         _stop_group(process)
         log.close()
