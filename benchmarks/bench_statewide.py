@@ -46,14 +46,17 @@ read from the instance, never by opening the warehouse while runs work):
   work, split into the launch (RUN_STARTING -> RUN_START: the run process starting and
   loading the code location) and the rest (RUN_START -> RUN_SUCCESS minus the steps: events
   between steps); medians over successful runs, with the median run duration (RUN_START ->
-  RUN_SUCCESS), step sum and queue (created -> RUN_STARTING) beside them. This differs from
+  RUN_SUCCESS), step sum and queue (created -> RUN_STARTING) beside them. Events a step
+  writes while it works (its inputs, outputs, materializations, checks) and its waits for
+  the warehouse count as the step's, so this is a floor on Dagster's cost. It differs from
   bench_orchestration.py, which subtracts the same work done as plain calls from
   RUN_START -> RUN_SUCCESS;
 - peak RSS of dagster dev's whole process tree (webserver, daemon, code server, every run
   process: sampled from /proc every second, RSS summed over the processes, so shared pages
   count once per process), and peak PSS (shared pages split);
 - postgres profile: the most client connections open at once (pg_stat_activity every
-  second, the sampler's own excluded) and the server's peak RSS;
+  second): those of dagster dev's process tree (matched by client port, per database), and
+  all but the sampler's (this script reads the instance too); the server's peak PSS;
 - runs, failed runs (the target is 0), asset checks that failed, uploads applied exactly
   once (from the instance: applied_roster events whose decision is `apply`, per LEA; and
   from the warehouse's ingest.uploads once the runs are done).
@@ -227,9 +230,34 @@ def memory_mb(pids: set[int]) -> tuple[float, float]:
     return rss / 1e6, pss / 1e6
 
 
+def socket_ports(pids: set[int]) -> set[int]:
+    """Local TCP ports of the sockets that `pids` hold open (their fds, /proc/net/tcp)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 class Sampler(threading.Thread):
     """Every SAMPLE_SECONDS: dagster dev's process tree's memory, and for Postgres the client
-    connections open and the server's memory. Keeps the maxima and a series."""
+    connections that tree holds (matched by their client ports), all client connections but
+    the sampler's, and the server's memory. Keeps the maxima and a series."""
 
     def __init__(self, dagster_pid: int, pg_dsn: str | None) -> None:
         super().__init__(daemon=True, name="sampler")
@@ -237,9 +265,10 @@ class Sampler(threading.Thread):
         self.pg_dsn = pg_dsn
         self.stopping = threading.Event()
         self.max_rss = self.max_pss = self.max_processes = 0.0
-        self.max_pg_connections = 0
-        self.max_pg_rss = 0.0
-        self.series: list[tuple[float, float, float, int, int]] = []
+        self.max_pg_connections = self.max_pg_all_connections = 0
+        self.max_pg_by_db: dict[str, int] = {}
+        self.max_pg_pss = 0.0
+        self.series: list[tuple] = []
         self.error = ""
 
     def run(self) -> None:
@@ -270,18 +299,27 @@ class Sampler(threading.Thread):
         rss, pss = memory_mb(members)
         self.max_rss, self.max_pss = max(self.max_rss, rss), max(self.max_pss, pss)
         self.max_processes = max(self.max_processes, len(members))
-        connections = 0
+        ours = 0
         if conn is not None:
             with conn.cursor() as cur:
                 cur.execute(
-                    "select count(*) from pg_stat_activity"
+                    "select datname, client_port from pg_stat_activity"
                     " where backend_type = 'client backend' and pid <> pg_backend_pid()"
                 )
-                connections = cur.fetchone()[0]
-            self.max_pg_connections = max(self.max_pg_connections, connections)
+                rows = cur.fetchall()
+            ports = socket_ports(members)
+            by_db: dict[str, int] = {}
+            for datname, port in rows:
+                if port in ports:
+                    ours += 1
+                    by_db[datname] = by_db.get(datname, 0) + 1
+            self.max_pg_connections = max(self.max_pg_connections, ours)
+            self.max_pg_all_connections = max(self.max_pg_all_connections, len(rows))
+            for db, n in by_db.items():
+                self.max_pg_by_db[db] = max(self.max_pg_by_db.get(db, 0), n)
             if postmaster:
-                self.max_pg_rss = max(self.max_pg_rss, memory_mb(tree(postmaster, procs))[0])
-        self.series.append((time.time(), round(rss, 1), round(pss, 1), len(members), connections))
+                self.max_pg_pss = max(self.max_pg_pss, memory_mb(tree(postmaster, procs))[1])
+        self.series.append((time.time(), round(rss, 1), round(pss, 1), len(members), ours))
 
 
 # -- landing and waiting ---------------------------------------------------------------------
@@ -525,7 +563,9 @@ def morning(args, leas: list[Lea], uploads: dict[str, Path], work: Path, dsn: st
             result["peak_pss_mb"] = sampler.max_pss
             result["max_processes"] = sampler.max_processes
             result["max_pg_connections"] = sampler.max_pg_connections
-            result["peak_pg_rss_mb"] = sampler.max_pg_rss
+            result["max_pg_connections_by_db"] = sampler.max_pg_by_db
+            result["max_pg_all_connections"] = sampler.max_pg_all_connections
+            result["peak_pg_pss_mb"] = sampler.max_pg_pss
             result["sampler_error"] = sampler.error
             result["samples"] = sampler.series
         common.keep_log(log, f"statewide_{args.profile}_dagster_dev.log")
@@ -585,8 +625,14 @@ def summarise(args, leas: list[Lea], r: dict) -> tuple[list[list[object]], dict]
     ]
     if args.profile == "postgres":
         rows += [
-            ["max Postgres client connections", r["max_pg_connections"]],
-            ["peak RSS, Postgres server, MB", r["peak_pg_rss_mb"]],
+            [
+                "max Postgres connections of dagster dev's tree (by database)",
+                f"{r['max_pg_connections']} ("
+                + ", ".join(f"{d} {n}" for d, n in sorted(r["max_pg_connections_by_db"].items()))
+                + ")",
+            ],
+            ["max Postgres client connections, all but the sampler", r["max_pg_all_connections"]],
+            ["peak PSS, Postgres server, MB", r["peak_pg_pss_mb"]],
         ]
     statuses = ", ".join(f"{k.lower()} {v}" for k, v in sorted(r["statuses"].items()))
     rows += [
