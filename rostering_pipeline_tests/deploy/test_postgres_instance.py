@@ -166,11 +166,14 @@ def test_lea_syncs_on_a_postgres_instance(
 
 
 @pytest.mark.daemon
+@pytest.mark.parametrize("warehouse_backend", ["postgres"], indirect=True)
 def test_daemon_syncs_leas_on_a_postgres_instance(
     pipeline: Pipeline, tmp_path: Path, pg_env: dict[str, str]
 ) -> None:
     """The daemon's sensor, queue and run monitoring, and run processes forked by the launcher,
-    all on the pooled Postgres storage; the one-run-per-LEA and max-runs limits as configured."""
+    all on the pooled Postgres storage; the one-run-per-LEA and max-runs limits as configured.
+    The warehouse is PostgreSQL too (a database of its own): the whole production profile, its
+    runs writing their LEAs' rosters at the same time."""
     students = _put_uploads(pipeline, tmp_path, leas := _leas(5))
     env = {**pipeline.env, **pg_env, "ROSTERING_SENSOR_INTERVAL_SECONDS": "5"}
     with running_daemon(tmp_path / "dagster_home", env, template=PROFILE) as daemon:
@@ -185,6 +188,7 @@ def test_daemon_syncs_leas_on_a_postgres_instance(
         events = query(pg_env, "select count(*) from event_logs")[0][0]
         connections = connections_to(pg_env["DAGSTER_PG_DB"])
         assert not list((tmp_path / "dagster_home").glob("**/*.db"))  # nothing in SQLite
+        assert not pipeline.warehouse.exists()  # nor in a DuckDB file
 
     assert sorted(r.tags["lea_id"] for r in runs) == leas
     assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
