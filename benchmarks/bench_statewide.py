@@ -31,9 +31,8 @@ Profiles (`--profile`):
   connections) on a throwaway durable PostgreSQL that the script starts and stops
   (scripts/start_postgres.sh --durable), and the warehouse on a second database of the same
   server, named by ROSTERING_WAREHOUSE_DSN (a URL without the password; libpq and the
-  pipeline read PGPASSWORD). While the pipeline has no Postgres warehouse backend, that
-  variable has no effect and the runs still write the DuckDB file: the table says which
-  warehouse held the uploads.
+  pipeline read PGPASSWORD): the pipeline's PostgreSQL warehouse backend. The table says
+  which warehouse held the uploads.
 
 Measured (landing -> applied = the LEA's `ready` written -> Dagster's applied_roster
 materialization of its run, which Dagster records after the apply's transaction commits;
