@@ -10,6 +10,7 @@ import pytest
 
 from rostering_pipeline.summary import print_summary
 from rostering_pipeline.upload_spec.formats.oneroster_tables import NO_PRIMARY
+from rostering_pipeline.warehouse import WarehouseResource
 from rostering_pipeline_tests.conftest import Pipeline
 from rostering_pipeline_tests.module_pipeline import shared_pipeline
 from rostering_pipeline_tests.oneroster_uploads import oneroster_for, zipped
@@ -205,7 +206,8 @@ def test_guid_sourced_ids_are_ids_and_only_over_255_characters_is_refused(synced
 def test_the_cli_summary_counts_rejected_rows_as_the_report_does(synced) -> None:
     pipeline, runs = synced
     said: list[str] = []
-    print_summary(pipeline.warehouse, [r for r in runs if r.lea_id == "400002"], said.append)
+    warehouse = WarehouseResource(path=str(pipeline.warehouse))
+    print_summary(warehouse, [r for r in runs if r.lea_id == "400002"], said.append)
 
     assert said[-2].split()[7:9] == ["rejected", "rows"]
     assert said[-1].split()[7] == "1"  # one row broke two rules
