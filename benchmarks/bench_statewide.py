@@ -525,7 +525,7 @@ def morning(args, leas: list[Lea], uploads: dict[str, Path], work: Path, dsn: st
     instance_kind = "postgres-pooled" if dsn else "sqlite"
     with EmbeddedSftpServer(sftp_root) as server:
         env = {**common.pipeline_env(work, server), **pg, **warehouse_env}
-        home = common.dagster_home(work, instance_kind)
+        home = common.dagster_home(work, instance_kind, args.instance_yaml)
         env["DAGSTER_HOME"] = str(home)
         env.update(common.bytecode_env())
         os.environ.update(pg)  # this process reads the same instance
@@ -669,6 +669,12 @@ def main() -> None:
     parser.add_argument("--histogram", action="store_true", help="print the state's sizes only")
     parser.add_argument("--generate-only", action="store_true", help="fill the upload cache only")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument(
+        "--instance-yaml",
+        type=Path,
+        help="instance settings over the profile's (all but storage on postgres), e.g. the"
+        " opt-in forkserver launcher: cat deploy/dagster.yaml deploy/forkserver_launcher.yaml",
+    )
     args = parser.parse_args()
     if args.window_minutes is None:
         args.window_minutes = STATE_WINDOW_MINUTES * args.leas / STATE_LEAS
@@ -706,6 +712,7 @@ def main() -> None:
 
     result: dict = {
         "profile": args.profile,
+        "instance_yaml": str(args.instance_yaml or ""),
         "leas": len(leas),
         "scale": args.scale,
         "seed": args.seed,
@@ -745,7 +752,9 @@ def main() -> None:
         f"{a:.1f}/{b:.1f}" for a, b in zip(result["load_before"], result["load_after"], strict=True)
     )
     table += common.print_table(
-        f"Statewide morning, {args.profile} profile: {len(leas)} LEAs, {total:,} students,"
+        f"Statewide morning, {args.profile} profile"
+        + (f" + {args.instance_yaml.name}" if args.instance_yaml else "")
+        + f": {len(leas)} LEAs, {total:,} students,"
         f" landing over {args.window_minutes:g} min (overhead = launched -> ended minus the"
         f" sum of the run's steps); load average 1/5/15 min before/after: {load}",
         ("measure", "value"),
