@@ -11,7 +11,8 @@ same shapes (`fetchone`, `fetchall`, `.pl()`). What differs lives here:
 - each process runs the schema's DDL once, under an advisory lock (two processes creating a
   table at once would collide in PostgreSQL's catalogue);
 - `transaction(conn, lea_id=...)` takes a per-LEA advisory lock for the transaction, so two
-  runs of one LEA write one after the other while other LEAs' runs write at the same time.
+  runs of one LEA write one after the other while other LEAs' runs write at the same time;
+- sessions plan no nested-loop joins (see `connect`).
 
 The DSN carries no password (libpq reads PGPASSWORD or ~/.pgpass): a password in a
 configuration file or on a command line shows in `ps` and in Dagster's UI.
@@ -163,7 +164,15 @@ def connect(
     raw = psycopg2.connect(
         dsn,
         application_name="rostering_pipeline",
-        options=f"-c timezone=UTC -c lock_timeout={max(1, int(lock_timeout_seconds * 1000))}",
+        # No nested-loop joins: the warehouse joins whole LEAs' rows (diff writes, checks),
+        # and right after a big apply the statistics do not know the LEA yet (autovacuum
+        # analyses later), so the planner expects one row and loops: a 10k-student LEA's
+        # dangling-reference check ran for minutes in the statewide benchmark. Hash joins
+        # over the LEA's index are linear whatever the statistics say.
+        options=(
+            f"-c timezone=UTC -c lock_timeout={max(1, int(lock_timeout_seconds * 1000))}"
+            " -c enable_nestloop=off"
+        ),
     )
     conn = PostgresConnection(raw)
     try:

@@ -267,3 +267,40 @@ def test_a_read_before_any_write_finds_empty_tables(warehouse: WarehouseResource
     with warehouse.connect(read_only=True) as conn:
         assert upload_count(conn) == 0
         assert latest_uploads(conn).is_empty()
+
+
+def test_an_lea_wide_check_never_loops_over_an_lea_s_rows_on_postgres() -> None:
+    """Right after a big apply, PostgreSQL's statistics still describe the tables as they
+    were (autovacuum analyses later). A plan that believes a table is tiny loops over it once
+    per row of the other side: the statewide benchmark saw the dangling-reference check of a
+    10k-student LEA run for minutes. The warehouse's sessions join LEA-sized sets by hashing."""
+    dsn = postgres_dsn()
+    with fresh_database(dsn) as env:
+        warehouse = WarehouseResource(postgres_dsn=database_dsn(dsn, env))
+        with warehouse.connect() as conn:
+            # Statistics taken when other LEAs were in the tables (autovacuum's last look);
+            # then a new LEA's rows arrive, which the statistics know nothing of.
+            for lea, first, n in (("0", 0, 100_000), ("9", 0, 300), ("1", 0, 20_000)):
+                if lea == "1":
+                    conn.execute("analyze")
+                conn.execute(
+                    "insert into roster.students (lea_id, student_id, upload_id)"
+                    f" select ?, 'S' || i, 'u' from generate_series({first}, {n - 1}) as i",
+                    [lea],
+                )
+                conn.execute(
+                    "insert into roster.enrollments (lea_id, class_id, student_id, upload_id)"
+                    " select ?, 'C' || (i / 25), 'S' || i, 'u'"
+                    f" from generate_series({first}, {n - 1}) as i",
+                    [lea],
+                )
+            plan = "\n".join(
+                row[0]
+                for row in conn.execute(
+                    "explain select count(*) from roster.enrollments r where r.lea_id = ?"
+                    " and r.student_id is not null and not exists (select 1 from"
+                    " roster.students t where t.lea_id = r.lea_id and t.student_id = r.student_id)",
+                    ["1"],
+                ).fetchall()
+            )
+    assert "Nested Loop" not in plan, plan
