@@ -22,7 +22,7 @@ from rostering_pipeline.runner import SyncedRun, reexecute, sync_once
 from rostering_pipeline.settings import DEFAULT_QUIET_PERIOD_SECONDS, warehouse_from_env
 from rostering_pipeline.warehouse import WarehouseResource
 from rostering_pipeline_tests.faulty_sftp import FaultySftpServer
-from rostering_pipeline_tests.postgres import database_dsn, fresh_database, postgres_dsn
+from rostering_pipeline_tests.postgres import fresh_warehouse_dsn
 
 REPO = Path(__file__).resolve().parent.parent
 #: Production's run retries (deploy/dagster.yaml), so a test instance decides, as the daemon
@@ -183,9 +183,8 @@ def warehouse_backend(request: pytest.FixtureRequest) -> Iterator[dict[str, str]
     if backend == "duckdb":
         yield {}
         return
-    dsn = postgres_dsn()
-    with fresh_database(dsn) as env:
-        yield {"ROSTERING_WAREHOUSE_DSN": database_dsn(dsn, env)}
+    with fresh_warehouse_dsn() as dsn:
+        yield {"ROSTERING_WAREHOUSE_DSN": dsn}
 
 
 @pytest.fixture

@@ -65,10 +65,13 @@ def fresh_database(dsn: str) -> Iterator[dict[str, str]]:
         _admin(dsn, f'drop database if exists "{name}" with (force)')
 
 
-def database_dsn(dsn: str, env: dict[str, str]) -> str:
-    """The server's DSN pointed at the database `env` (DAGSTER_PG_*) names."""
-    url = urlsplit(dsn)
-    return url._replace(path="/" + env["DAGSTER_PG_DB"]).geturl()
+@contextmanager
+def fresh_warehouse_dsn() -> Iterator[str]:
+    """A new, empty database on the server for a warehouse; yields its DSN (what
+    ROSTERING_WAREHOUSE_DSN holds). Dropped on the way out."""
+    dsn = postgres_dsn()
+    with fresh_database(dsn) as env:
+        yield urlsplit(dsn)._replace(path="/" + env["DAGSTER_PG_DB"]).geturl()
 
 
 def query(env: dict[str, str], sql: str, params: tuple = ()) -> list[tuple]:

@@ -23,7 +23,7 @@ from rostering_pipeline.uploads import ArchivedFile, Upload, make_upload
 from rostering_pipeline.warehouse import WarehouseResource, transaction
 from rostering_pipeline.warehouse.roster import LoginTaken, write_accounts
 from rostering_pipeline_tests.conftest import BOTH_WAREHOUSES, Pipeline
-from rostering_pipeline_tests.postgres import database_dsn, fresh_database, postgres_dsn
+from rostering_pipeline_tests.postgres import fresh_warehouse_dsn
 from rostering_pipeline_tests.uploads import day_one
 
 FIRST = "101912"
@@ -183,7 +183,11 @@ def test_a_login_taken_by_an_overlapping_run_refuses_the_apply_and_nothing_merge
 
 
 def _new_staff(staff_id: str, email: str) -> EntityDiff:
-    rows = pl.DataFrame({"staff_id": [staff_id], "email": [email]})
+    return _staff_rows(pl.DataFrame({"staff_id": [staff_id], "email": [email]}))
+
+
+def _staff_rows(rows: pl.DataFrame) -> EntityDiff:
+    """The staff diff that adds or updates `rows` (staff_id, email) and drops nobody."""
     return EntityDiff("staff", rows, rows.clear().select("staff_id"), pl.DataFrame())
 
 
@@ -191,9 +195,8 @@ def test_two_leas_applying_one_login_at_the_same_moment_on_postgres_one_is_refus
     """On PostgreSQL two LEAs' applies run at once (one DuckDB file never lets them): both
     check the login before either commits, so neither sees the other's. The database's one
     active account per login makes the second wait for the first and then refuses it."""
-    dsn = postgres_dsn()
-    with fresh_database(dsn) as env:
-        warehouse = WarehouseResource(postgres_dsn=database_dsn(dsn, env))
+    with fresh_warehouse_dsn() as dsn:
+        warehouse = WarehouseResource(postgres_dsn=dsn)
         now = datetime.now(UTC)
         outcome: dict[str, object] = {}
         with warehouse.connect() as first, warehouse.connect() as second:
@@ -226,17 +229,15 @@ def test_two_leas_applying_one_login_at_the_same_moment_on_postgres_one_is_refus
 def test_one_upload_may_swap_two_staff_members_emails_on_postgres() -> None:
     """The one-login check runs when the upload's accounts are written, not per row: an upload
     that swaps two colleagues' emails is applied."""
-    dsn = postgres_dsn()
-    with fresh_database(dsn) as env:
-        warehouse = WarehouseResource(postgres_dsn=database_dsn(dsn, env))
+    with fresh_warehouse_dsn() as dsn:
+        warehouse = WarehouseResource(postgres_dsn=dsn)
         now = datetime.now(UTC)
         both = pl.DataFrame({"staff_id": ["T1", "T2"], "email": ["a@x.org", "b@x.org"]})
         swapped = pl.DataFrame({"staff_id": ["T1", "T2"], "email": ["b@x.org", "a@x.org"]})
         with warehouse.connect() as conn:
             for rows in (both, swapped):
-                diff = EntityDiff("staff", rows, rows.clear().select("staff_id"), pl.DataFrame())
                 with transaction(conn, lea_id=FIRST):
-                    write_accounts(conn, FIRST, "u", diff, now)
+                    write_accounts(conn, FIRST, "u", _staff_rows(rows), now)
             accounts = conn.execute(
                 "select staff_id, username from roster.accounts order by 1"
             ).fetchall()

@@ -25,7 +25,7 @@ from rostering_pipeline.warehouse import WarehouseBusy, WarehouseResource, regis
 from rostering_pipeline.warehouse.reports import latest_uploads
 from rostering_pipeline.warehouse.roster import differing_rows, write_entity_diff
 from rostering_pipeline.warehouse.uploads import upload_count
-from rostering_pipeline_tests.postgres import database_dsn, fresh_database, postgres_dsn
+from rostering_pipeline_tests.postgres import fresh_warehouse_dsn
 
 HOLD = """
 import sys, time, duckdb
@@ -129,9 +129,8 @@ def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Wareho
     if request.param == "duckdb":
         yield WarehouseResource(path=str(tmp_path / "w.duckdb"))
         return
-    dsn = postgres_dsn()
-    with fresh_database(dsn) as env:
-        yield WarehouseResource(postgres_dsn=database_dsn(dsn, env))
+    with fresh_warehouse_dsn() as dsn:
+        yield WarehouseResource(postgres_dsn=dsn)
 
 
 @pytest.mark.parametrize("spec", UPLOAD_FILES, ids=lambda spec: spec.entity)
@@ -274,9 +273,8 @@ def test_an_lea_wide_check_never_loops_over_an_lea_s_rows_on_postgres() -> None:
     were (autovacuum analyses later). A plan that believes a table is tiny loops over it once
     per row of the other side: the statewide benchmark saw the dangling-reference check of a
     10k-student LEA run for minutes. The warehouse's sessions join LEA-sized sets by hashing."""
-    dsn = postgres_dsn()
-    with fresh_database(dsn) as env:
-        warehouse = WarehouseResource(postgres_dsn=database_dsn(dsn, env))
+    with fresh_warehouse_dsn() as dsn:
+        warehouse = WarehouseResource(postgres_dsn=dsn)
         with warehouse.connect() as conn:
             # Statistics taken when other LEAs were in the tables (autovacuum's last look);
             # then a new LEA's rows arrive, which the statistics know nothing of.
