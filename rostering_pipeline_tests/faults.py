@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import traceback
 from pathlib import Path
 
 import dagster as dg
@@ -79,3 +80,15 @@ def assert_archive_whole(archive: Path) -> list[Path]:
     for path in files:
         assert hashlib.sha256(path.read_bytes()).hexdigest() == path.name, path
     return files
+
+
+def messages_shown(error: BaseException) -> str:
+    """The messages a run's failure shows of `error`: its own and those of the exceptions
+    chained to it (the cause, or the context unless suppressed), as Dagster serialises them.
+    The stack's source lines are left out: they are code, never an upload's values."""
+    messages = []
+    seen: BaseException | None = error
+    while seen is not None:
+        messages.append("".join(traceback.format_exception_only(seen)))
+        seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
+    return "\n".join(messages)

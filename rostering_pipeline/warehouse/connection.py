@@ -16,6 +16,7 @@ inside their transactions. The DuckDB file stays the embedded default.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,6 +64,38 @@ class WarehouseBusy(Exception):
 WAREHOUSE_ERRORS: tuple[type[Exception], ...] = (WarehouseBusy, duckdb.Error, psycopg2.Error)
 
 
+#: A value a database's error message quotes ("…" or '…'): PostgreSQL and DuckDB quote the
+#: value that failed a cast or a constraint, and it may be a student's name or birth date.
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
+VALUES_LEFT_OUT = " [values left out: they may be student data]"
+
+
+def without_values(error: duckdb.Error | psycopg2.Error) -> Exception:
+    """`error` as the same exception type, its message without the values it quotes, and
+    without PostgreSQL's DETAIL and CONTEXT lines (the failing row, the COPY line's value):
+    what a run's failure, its logs and an LEA's notice show. PostgreSQL's SQLSTATE and the
+    table, column and constraint concerned stay, so an operator can still tell what failed."""
+    if str(error).endswith(VALUES_LEFT_OUT):
+        return error
+    if isinstance(error, psycopg2.Error):
+        diag = error.diag
+        first = diag.message_primary or (str(error).strip().splitlines() or [""])[0]
+        names = [
+            f"{label} {value}"
+            for label, value in (
+                ("SQLSTATE", error.pgcode),
+                ("table", diag.table_name),
+                ("column", diag.column_name),
+                ("constraint", diag.constraint_name),
+            )
+            if value
+        ]
+        message = _QUOTED.sub('"…"', first) + (f" ({', '.join(names)})" if names else "")
+    else:
+        message = _QUOTED.sub('"…"', str(error))
+    return type(error)(message + VALUES_LEFT_OUT)
+
+
 #: The warehouse of a deployment that does not set ROSTERING_WAREHOUSE: the demo's (places.py).
 DEFAULT_PATH = str(DEFAULT_WAREHOUSE)
 
@@ -82,7 +115,16 @@ class WarehouseResource(dg.ConfigurableResource):
     @contextmanager
     def connect(self, *, read_only: bool = False, waiter: Waiter = "run") -> Iterator[Connection]:
         """Open the warehouse, waiting (bounded, as long as `waiter` waits) while another
-        process holds DuckDB's lock; WarehouseBusy past that."""
+        process holds DuckDB's lock; WarehouseBusy past that. A database error raised in the
+        block leaves it without the values it quotes (`without_values`)."""
+        with self._open(read_only, waiter) as conn:
+            try:
+                yield conn
+            except (duckdb.Error, psycopg2.Error) as error:
+                raise without_values(error) from None
+
+    @contextmanager
+    def _open(self, read_only: bool, waiter: Waiter) -> Iterator[Connection]:
         timeout = SENSOR_WAIT_SECONDS.get(waiter, self.lock_timeout_seconds)
         if self.postgres_dsn:
             dsn = self.postgres_dsn

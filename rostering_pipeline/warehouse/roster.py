@@ -208,14 +208,14 @@ def _check_logins_now(conn: PostgresConnection, lea_id: str) -> None:
     refuses this apply as `LoginTaken`."""
     try:
         conn.execute("set constraints roster.accounts_one_active_login immediate")
-    except psycopg2.errors.ExclusionViolation as error:  # its detail names the login: not shown
+    except psycopg2.errors.ExclusionViolation:  # its DETAIL names the login: not shown
         raise LoginTaken(
             f"LEA {lea_id}: the email of a staff member became the login of another LEA's"
             " active account while this upload was applied (the two LEAs' runs overlapped)."
             " Nothing was applied: the upload's next run validates it again, rejects those rows"
             " and reports them to the LEA (Dagster's run retries start that run; past them an"
             " operator re-executes it)."
-        ) from error
+        ) from None  # the error's DETAIL (the login) would travel with the run's failure
 
 
 def _release_inactive_logins(conn: Connection, lea_id: str, upload_id: str, now: datetime) -> int:

@@ -13,6 +13,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import polars as pl
+import psycopg2
+import psycopg2.errors
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -25,6 +27,7 @@ from rostering_pipeline.warehouse import WarehouseBusy, WarehouseResource, regis
 from rostering_pipeline.warehouse.reports import latest_uploads
 from rostering_pipeline.warehouse.roster import differing_rows, write_entity_diff
 from rostering_pipeline.warehouse.uploads import upload_count
+from rostering_pipeline_tests.faults import messages_shown
 from rostering_pipeline_tests.postgres import fresh_warehouse_dsn
 
 HOLD = """
@@ -259,6 +262,40 @@ def test_only_the_warehouse_package_reaches_duckdb() -> None:
     ]
 
     assert outside == []
+
+
+def test_a_database_error_shows_no_value_it_failed_on(warehouse: WarehouseResource) -> None:
+    """A cast that fails on a value (as a birth date would, had validation let it through)
+    names the failure, never the value, in the error a run would show."""
+    with pytest.raises((duckdb.Error, psycopg2.Error)) as failed:
+        with warehouse.connect() as conn:
+            conn.execute("select cast(? as date)", ["Zoë 2011-13-45"])
+
+    shown = messages_shown(failed.value)
+    assert "Zoë" not in shown and "2011-13-45" not in shown
+    assert "date" in shown.lower() and "values left out" in shown
+    if warehouse.backend == "postgres":
+        assert "SQLSTATE 22007" in shown  # invalid_datetime_format: what failed stays told
+
+
+def test_a_constraint_s_detail_never_shows_the_row_on_postgres() -> None:
+    """PostgreSQL's DETAIL of a violated constraint quotes the row's values (here a login);
+    the error a run would show names the constraint and table, not the values."""
+    with fresh_warehouse_dsn() as dsn:
+        warehouse = WarehouseResource(postgres_dsn=dsn)
+        with pytest.raises(psycopg2.errors.ExclusionViolation) as failed:
+            with warehouse.connect() as conn, transaction(conn):
+                for lea in ("111111", "222222"):
+                    conn.execute(
+                        "insert into roster.accounts values (?, 'T1', 'ana.lopez@x.org',"
+                        " 'active', now(), null, now())",
+                        [lea],
+                    )
+                conn.execute("set constraints all immediate")
+
+    shown = messages_shown(failed.value)
+    assert "ana.lopez" not in shown
+    assert "accounts_one_active_login" in shown and "table accounts" in shown
 
 
 def test_a_read_before_any_write_finds_empty_tables(warehouse: WarehouseResource) -> None:
