@@ -387,11 +387,30 @@ def wait_runs(instance, lander: Lander, leas: set[str], after: datetime, timeout
                 file=sys.stderr,
                 flush=True,
             )
-        if (everyone_landed and leas <= applied.keys()) or settled:
-            return {"records": ours, "applied": applied, "timed_out": False}
-        if time.monotonic() > deadline:
-            return {"records": ours, "applied": applied, "timed_out": True}
+        done = (everyone_landed and leas <= applied.keys()) or settled
+        if done or time.monotonic() > deadline:
+            return {
+                "records": ours,
+                "applied": applied,
+                "timed_out": not done,
+                "other_runs": _other_runs(records, ours),
+            }
         time.sleep(2.0)
+
+
+def _other_runs(records, ours) -> dict[str, list[float]]:
+    """The runs that are not an LEA's sync (the status board's refreshes), per job: how many,
+    and the seconds they ran in all (they share the run queue's slots and the cores)."""
+    mine = {r.dagster_run.run_id for r in ours}
+    others: dict[str, list[float]] = {}
+    for r in records:
+        if r.dagster_run.run_id in mine:
+            continue
+        seen = others.setdefault(r.dagster_run.job_name, [0, 0.0])
+        seen[0] += 1
+        if r.start_time and r.end_time:
+            seen[1] += r.end_time - r.start_time
+    return others
 
 
 # -- the results -------------------------------------------------------------------------------
@@ -554,6 +573,7 @@ def morning(args, leas: list[Lea], uploads: dict[str, Path], work: Path, dsn: st
                 result.update(run_figures(instance, seen["records"]))
             result["applied"] = seen["applied"]
             result["timed_out"] = seen["timed_out"]
+            result["other_runs"] = seen["other_runs"]
             result["landed"] = dict(lander.landed)
             result["lander_error"] = lander.error
             sampler.stopping.set()
@@ -634,8 +654,13 @@ def summarise(args, leas: list[Lea], r: dict) -> tuple[list[list[object]], dict]
             ["peak PSS, Postgres server, MB", r["peak_pg_pss_mb"]],
         ]
     statuses = ", ".join(f"{k.lower()} {v}" for k, v in sorted(r["statuses"].items()))
+    others = "; ".join(
+        f"{job} {count} ({seconds:,.0f} s in all)"
+        for job, (count, seconds) in sorted(r.get("other_runs", {}).items())
+    )
     rows += [
         ["runs", f"{r['runs']} ({statuses or 'none'})"],
+        ["other runs meanwhile (job: runs, run time)", others or "none"],
         ["failed runs", r["failed_runs"]],
         ["asset checks failed", f"{r['failed_checks']} of {r['checks']}"],
         ["applied exactly once (instance)", f"{once_instance} of {n}"],
