@@ -38,7 +38,7 @@ def lea_status_board(
 ) -> dg.MaterializeResult:
     """Every LEA's latest upload and where it stands (applied, held, rejected, failed,
     stale), with its counts and links to its runs and report: the page to open first.
-    Refreshed after every sync run and each school-day morning."""
+    Refreshed within about a minute of sync runs ending, and each school-day morning."""
     with warehouse.connect(read_only=True) as conn:
         board = status_board(conn, datetime.now(UTC).date(), config.max_school_days)
     stale = board.filter("stale")
