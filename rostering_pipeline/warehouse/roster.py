@@ -119,6 +119,24 @@ def write_entity_diff(
                 f"delete from {table} t using changed_keys k where t.lea_id = ? and {match}",
                 [lea_id],
             )
+    if isinstance(conn, PostgresConnection):  # straight into the tables, one COPY each
+        conn.copy_into(
+            table,
+            diff.rows.select(
+                pl.lit(lea_id).alias("lea_id"), *spec.columns, pl.lit(upload_id).alias("upload_id")
+            ),
+        )
+        conn.copy_into(
+            "roster.changes",
+            diff.changes.select(
+                pl.lit(upload_id).alias("upload_id"),
+                pl.lit(lea_id).alias("lea_id"),
+                pl.lit(diff.entity).alias("entity"),
+                pl.all(),  # key, change, old_values, new_values, source_line
+                pl.lit(applied_at).alias("applied_at"),
+            ),
+        )
+        return
     if diff.rows.height:
         columns = ", ".join(spec.columns)
         with registered(conn, "new_rows", diff.rows.select(spec.columns), read_whole=True):
