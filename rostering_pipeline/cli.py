@@ -49,8 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         help="disaster recovery: a new warehouse from the archive alone (every upload's files "
         "and manifest), replaying every decision in the order it was made",
     )
-    rebuild_cmd.add_argument(
-        "--warehouse", required=True, help="the new DuckDB file to create (must not exist)"
+    new_warehouse = rebuild_cmd.add_mutually_exclusive_group(required=True)
+    new_warehouse.add_argument("--warehouse", help="the new DuckDB file to create (must not exist)")
+    new_warehouse.add_argument(
+        "--warehouse-dsn",
+        help="or a new, empty PostgreSQL database (a libpq DSN without password: PGPASSWORD "
+        "or ~/.pgpass)",
     )
     rebuild_cmd.add_argument(
         "--archive",
@@ -80,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "explain":
         return explain_command(args)
     if args.command == "rebuild":
-        return rebuild_command(Path(args.warehouse), args.archive)
+        if args.warehouse_dsn:
+            return rebuild_command(WarehouseResource(postgres_dsn=args.warehouse_dsn), args.archive)
+        return rebuild_command(WarehouseResource(path=args.warehouse), args.archive)
     if args.command == "status":
         return status_command(args.max_school_days)
     if args.command == "ui":
@@ -101,22 +107,32 @@ def _demo_harness() -> ModuleType:
         ) from None
 
 
-def rebuild_command(warehouse: Path, archive: str | None) -> int:
+def rebuild_command(warehouse: WarehouseResource, archive: str | None) -> int:
+    """Replay the archive into a new warehouse: a DuckDB file that must not exist, or an
+    empty PostgreSQL database."""
     from .lea_settings import DEFAULT_PATH, LeaSettingsResource
-    from .rebuild import rebuild
+    from .rebuild import WarehouseNotEmpty, rebuild
 
     archive_root = Path(archive or env("ARCHIVE") or DEFAULT_ARCHIVE)
-    if warehouse.exists():
-        say(f"{warehouse} exists: rebuild creates a new warehouse and never overwrites one.")
+    name = "the PostgreSQL database" if warehouse.postgres_dsn else warehouse.path
+    if not warehouse.postgres_dsn and Path(warehouse.path).exists():
+        say(f"{name} exists: rebuild creates a new warehouse and never overwrites one.")
         return 1
     if not archive_root.is_dir():
         say(f"No archive at {archive_root}: pass --archive or set ROSTERING_ARCHIVE.")
         return 1
     settings = LeaSettingsResource(path=os.environ.get("ROSTERING_LEA_SETTINGS", DEFAULT_PATH))
-    with WarehouseResource(path=str(warehouse)).connect() as conn:
-        report = rebuild(archive_root, conn, settings.for_lea)
+    with warehouse.connect() as conn:
+        try:
+            report = rebuild(archive_root, conn, settings.for_lea)
+        except WarehouseNotEmpty:
+            say(
+                f"{name} already holds uploads: rebuild writes into an empty warehouse and never"
+                " overwrites one. Create a new database (createdb) and pass its DSN."
+            )
+            return 1
     say(
-        f"Rebuilt {warehouse} from {archive_root}: {report.uploads} uploads, "
+        f"Rebuilt {name} from {archive_root}: {report.uploads} uploads, "
         f"{report.decisions} decisions replayed."
     )
     for line in report.differing:

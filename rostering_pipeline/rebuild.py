@@ -40,6 +40,10 @@ class RebuildReport:
     undecided: list[str] = field(default_factory=list)
 
 
+class WarehouseNotEmpty(ValueError):
+    """The warehouse a rebuild was pointed at already holds uploads."""
+
+
 def rebuild(
     archive_root: Path,
     conn: Connection,
@@ -50,7 +54,7 @@ def rebuild(
 
     `settings_for` gives an LEA's settings for decisions whose manifest carries none."""
     if upload_rows.upload_count(conn):
-        raise ValueError("rebuild writes into an empty warehouse only: this one has uploads")
+        raise WarehouseNotEmpty("rebuild writes into an empty warehouse only: this one has uploads")
     uploads: dict[str, Upload] = {}
     events: list[tuple[datetime, str, Decision]] = []
     for path in ledger.manifests(archive_root):

@@ -11,9 +11,12 @@ import os
 import subprocess
 import sys
 
+import pytest
 import time_machine
 
-from rostering_pipeline_tests.conftest import DAY, DAY_ONE, Pipeline
+from rostering_pipeline.warehouse import WarehouseResource
+from rostering_pipeline_tests.conftest import BOTH_WAREHOUSES, DAY, DAY_ONE, Pipeline
+from rostering_pipeline_tests.postgres import fresh_warehouse_dsn
 from rostering_pipeline_tests.roster.test_apply_invariants import _upload
 from rostering_pipeline_tests.uploads import day_one
 
@@ -21,7 +24,8 @@ A, B = "101912", "227901"
 #: What a rebuild must give back, table by table. Columns that say when and by which run
 #: a row was processed (registered_at, run_id, recorded_at) are the rebuild's own.
 TABLES = {
-    "ingest.uploads": "upload_id, lea_id, received_at, source_key, fingerprint, files::varchar,"
+    "ingest.uploads": "upload_id, lea_id, received_at, source_key, fingerprint,"
+    " cast(files as varchar),"
     " status, reason, held_by, operator, decided_at",
     "ingest.decisions": "*",
     "quality.rejections": 'upload_id, lea_id, file, line, "column", rule, value, fix, level',
@@ -47,8 +51,20 @@ def _lea_b(staff_t2: bool, teacher_of_c2: str) -> dict[str, str]:
     return files
 
 
-def _snapshot(pipeline: Pipeline) -> dict[str, list[tuple]]:
-    return {t: pipeline.query(f"select {c} from {t} order by all") for t, c in TABLES.items()}
+def _snapshot(warehouse: WarehouseResource) -> dict[str, list[tuple]]:
+    with warehouse.connect(read_only=True) as conn:
+        return {
+            t: sorted(conn.execute(f"select {c} from {t}").fetchall(), key=repr)
+            for t, c in TABLES.items()
+        }
+
+
+def _rebuild(pipeline: Pipeline, *target: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rostering_pipeline.cli", "rebuild", *target,
+         "--archive", pipeline.env["ROSTERING_ARCHIVE"]],
+        env=os.environ, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
 
 
 def _sync_days(pipeline: Pipeline) -> None:
@@ -85,9 +101,10 @@ def _sync_days(pipeline: Pipeline) -> None:
     pipeline.sync()
 
 
+@BOTH_WAREHOUSES
 def test_rebuild_from_the_archive_gives_back_the_lost_warehouse(pipeline: Pipeline) -> None:
     _sync_days(pipeline)
-    lost = _snapshot(pipeline)
+    lost = _snapshot(pipeline.warehouse_resource())
     assert [s for (s,) in pipeline.query("select status from ingest.uploads order by received_at")] == [  # fmt: skip
         "applied", "applied", "applied", "applied", "applied", "applied", "applied",
     ]  # fmt: skip
@@ -100,18 +117,21 @@ def test_rebuild_from_the_archive_gives_back_the_lost_warehouse(pipeline: Pipeli
         "select count(*) from roster.changes where entity = 'students' and change = 'drop'"
     ) == [(40,)]
     assert lost["quality.rejections"]
-    for path in pipeline.warehouse.parent.glob(pipeline.warehouse.name + "*"):
-        path.unlink()  # the warehouse is lost; the archive is what is left
 
-    rebuilt = subprocess.run(
-        [sys.executable, "-m", "rostering_pipeline.cli", "rebuild",
-         "--warehouse", str(pipeline.warehouse), "--archive", pipeline.env["ROSTERING_ARCHIVE"]],
-        env=os.environ, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    # The warehouse is lost; the archive is what is left. The rebuild makes a new one: the
+    # same DuckDB file, or a new PostgreSQL database.
+    if pipeline.backend == "duckdb":
+        for path in pipeline.warehouse.parent.glob(pipeline.warehouse.name + "*"):
+            path.unlink()
+        rebuilt = _rebuild(pipeline, "--warehouse", str(pipeline.warehouse))
+        again = _snapshot(pipeline.warehouse_resource())
+    else:
+        with fresh_warehouse_dsn() as new:
+            rebuilt = _rebuild(pipeline, "--warehouse-dsn", new)
+            again = _snapshot(WarehouseResource(postgres_dsn=new))
 
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr[-2000:]
     assert "7 uploads, 8 decisions replayed" in rebuilt.stdout
-    again = _snapshot(pipeline)
     for table in TABLES:
         assert again[table] == lost[table], table
 
@@ -130,6 +150,19 @@ def test_rebuild_never_overwrites_a_warehouse(pipeline: Pipeline) -> None:
     assert refused.returncode == 1
     assert "never overwrites one" in refused.stdout
     assert pipeline.warehouse.stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("warehouse_backend", ["postgres"], indirect=True)
+def test_rebuild_never_writes_into_a_database_that_holds_uploads(pipeline: Pipeline) -> None:
+    pipeline.upload(A, day_one(), day=1)
+    pipeline.sync()
+    before = _snapshot(pipeline.warehouse_resource())
+
+    refused = _rebuild(pipeline, "--warehouse-dsn", pipeline.env["ROSTERING_WAREHOUSE_DSN"])
+
+    assert refused.returncode == 1, refused.stdout + refused.stderr[-2000:]
+    assert "already holds uploads" in refused.stdout and "createdb" in refused.stdout
+    assert _snapshot(pipeline.warehouse_resource()) == before
 
 
 def test_every_decision_is_kept_in_the_upload_manifest(pipeline: Pipeline) -> None:
