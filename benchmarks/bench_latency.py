@@ -110,6 +110,7 @@ def final_statuses(warehouse: Path) -> dict[str, str]:
 
 
 def main() -> None:
+    common.stop_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uploads", type=int, default=10, help="consecutive small uploads")
     parser.add_argument("--small", type=int, default=5000, help="students of the small LEA")

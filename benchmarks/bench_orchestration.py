@@ -314,6 +314,7 @@ def sensor_listing(n: int) -> dict:
 
 
 def main() -> None:
+    common.stop_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--leas", type=int, default=50, help="LEAs for in-process and direct (200: the target)"

@@ -678,6 +678,7 @@ def summarise(args, leas: list[Lea], r: dict) -> tuple[list[list[object]], dict]
 
 
 def main() -> None:
+    common.stop_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leas", type=int, default=STATE_LEAS, help="LEAs (evenly spaced ranks)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every LEA's size")

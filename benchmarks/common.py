@@ -286,6 +286,17 @@ def dagster_dev(env: dict[str, str], log_path: Path, port: int | None = None) ->
         yield port
 
 
+def stop_cleanly_on_sigterm() -> None:
+    """SIGTERM (a `kill`, a CI timeout) ends the script as Ctrl-C does, through its `finally`
+    blocks: `dagster dev`'s process group and a throwaway PostgreSQL are stopped, not left
+    running (by default SIGTERM ends Python without running them)."""
+
+    def _exit(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+
+
 @contextmanager
 def dagster_dev_process(
     env: dict[str, str], log_path: Path, port: int | None = None
