@@ -141,11 +141,7 @@ def test_rebuild_never_overwrites_a_warehouse(pipeline: Pipeline) -> None:
     pipeline.sync()
     before = pipeline.warehouse.stat().st_mtime_ns
 
-    refused = subprocess.run(
-        [sys.executable, "-m", "rostering_pipeline.cli", "rebuild", "--warehouse",
-         str(pipeline.warehouse)],
-        env=os.environ, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    refused = _rebuild(pipeline, "--warehouse", str(pipeline.warehouse))
 
     assert refused.returncode == 1
     assert "never overwrites one" in refused.stdout
