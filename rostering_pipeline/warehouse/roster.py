@@ -45,8 +45,9 @@ def differing_rows(
     applied = f"select {', '.join(columns)} from roster.{entity} where lea_id = ?"
     if isinstance(conn, PostgresConnection):
         rows = conn.read_frame(applied, [lea_id], dates=[c for c in columns if c in spec.dates])
-        with registered(_engine(), "_applied", rows, read_whole=True):
-            found = _differing(_engine(), spec.entity, table, "_applied", [])
+        engine = _engine()
+        with registered(engine, "_applied", rows, read_whole=True):
+            found = _differing(engine, spec.entity, table, "_applied", [])
     else:
         found = _differing(conn, spec.entity, table, f"({applied})", [lea_id])
     current = found.filter(pl.col(f"r.{first}").is_not_null()).select(
