@@ -76,6 +76,7 @@ import argparse
 import math
 import os
 import random
+import resource
 import shutil
 import sys
 import tempfile
@@ -253,6 +254,79 @@ def socket_ports(pids: set[int]) -> set[int]:
     return ports
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def role(pid: int, procs: dict[int, tuple[int, int]]) -> str:
+    """What a process of the morning is, from its command line (and, for a process forked
+    from the forkserver, its parent's)."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "ended"
+    cmd = cmd.split(" --instance-ref", 1)[0]  # the instance's settings name the launcher
+    if cmd.startswith("postgres") or cmd.split(" ", 1)[0].endswith("/postgres"):
+        return "postgres"
+    if "multiprocessing.forkserver" in cmd:
+        parent = procs.get(pid, (0, 0))[0]
+        return "run processes" if role_cache.get(parent) == "forkserver" else "forkserver"
+    for needle, name in (
+        ("execute_run", "run processes"),
+        ("dagster_webserver", "webserver"),
+        ("dagster-webserver", "webserver"),
+        ("dagster._daemon", "daemon"),
+        ("dagster-daemon", "daemon"),
+        ("api grpc", "code server"),
+        ("code-server start", "code server proxy"),
+        ("dagster dev", "dagster dev"),
+        ("multiprocessing.resource_tracker", "multiprocessing resource tracker"),
+    ):
+        if needle in cmd:
+            return name
+    return "other: " + cmd[:40]
+
+
+role_cache: dict[int, str] = {}
+
+
+def cpu_snapshot(pids: set[int], procs: dict[int, tuple[int, int]]) -> dict[int, tuple]:
+    """pid -> (role, own CPU seconds, CPU seconds of its reaped children)."""
+    out = {}
+    for pid in sorted(pids):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if pid not in role_cache:
+            role_cache[pid] = role(pid, procs)
+        own = (int(fields[11]) + int(fields[12])) / TICK
+        reaped = (int(fields[13]) + int(fields[14])) / TICK
+        out[pid] = (role_cache[pid], own, reaped)
+    return out
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, idle) CPU seconds of the whole machine since boot (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values[:8]) - idle) / TICK, idle / TICK
+
+
+def cpu_by_role(before: dict[int, tuple], after: dict[int, tuple]) -> dict[str, float]:
+    """CPU seconds spent between two snapshots, by role. A process that ended meanwhile
+    counts through its parent's reaped-children time (a run process through the code server
+    or forkserver that waited for it), under "<role>'s ended children"; one that ended
+    unreaped, or between samples, is missed (the machine's busy time shows the gap)."""
+    spent: dict[str, float] = {}
+    for pid, (name, own, reaped) in after.items():
+        own0, reaped0 = before.get(pid, (name, 0.0, 0.0))[1:]
+        spent[name] = spent.get(name, 0.0) + own - own0
+        if reaped > reaped0:
+            key = "run processes" if name in ("code server", "forkserver") else f"{name} (ended)"
+            spent[key] = spent.get(key, 0.0) + reaped - reaped0
+    return spent
+
+
 class Sampler(threading.Thread):
     """Every SAMPLE_SECONDS: dagster dev's process tree's memory, and for Postgres the client
     connections that tree holds (matched by their client ports), all client connections but
@@ -269,6 +343,18 @@ class Sampler(threading.Thread):
         self.max_pg_pss = 0.0
         self.series: list[tuple] = []
         self.error = ""
+        self.postmaster: int | None = None
+
+    def cpu(self) -> tuple[dict[int, tuple], tuple[float, float], float]:
+        """The CPU spent so far by dagster dev's tree and the Postgres server (per process),
+        the whole machine (busy, idle) and this script (the SFTP server, the lander, the
+        polling of the instance, the sampler)."""
+        procs = _processes()
+        pids = tree(self.dagster_pid, procs, group=self.dagster_pid)
+        if self.postmaster:
+            pids |= tree(self.postmaster, procs)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return cpu_snapshot(pids, procs), machine_cpu(), usage.ru_utime + usage.ru_stime
 
     def run(self) -> None:
         conn = postmaster = None
@@ -284,6 +370,7 @@ class Sampler(threading.Thread):
                     )
                     row = cur.fetchone()
                     postmaster = _processes().get(row[0], (None,))[0] if row else None
+                    self.postmaster = postmaster
             while not self.stopping.wait(SAMPLE_SECONDS):
                 self.sample(conn, postmaster)
         except Exception as e:  # a benchmark's sampler: report it, never hang the run
@@ -319,6 +406,53 @@ class Sampler(threading.Thread):
             if postmaster:
                 self.max_pg_pss = max(self.max_pg_pss, memory_mb(tree(postmaster, procs))[1])
         self.series.append((time.time(), round(rss, 1), round(pss, 1), len(members), ours))
+
+
+def cpu_spent(before, after) -> dict:
+    """CPU seconds of the morning by role, this script's, and the machine's busy and idle."""
+    by_role = cpu_by_role(before[0], after[0])
+    by_role["this script (SFTP server, lander, polling)"] = after[2] - before[2]
+    return {
+        "by_role": dict(sorted(by_role.items(), key=lambda kv: -kv[1])),
+        "machine_busy": after[1][0] - before[1][0],
+        "machine_idle": after[1][1] - before[1][1],
+    }
+
+
+STATEMENTS_OPTIONS = "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.max=2000"
+TOP_STATEMENTS = 15
+
+
+def pg_counters(dsn: str, statements: bool, reset: bool = False) -> dict:
+    """Sessions opened so far per database (pg_stat_database) and, with pg_stat_statements
+    loaded, the statements that took the most server time since the reset."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select datname, sessions from pg_stat_database where datname is not null")
+            out: dict = {"sessions": dict(cur.fetchall()), "statements": []}
+            if statements and reset:
+                cur.execute("create extension if not exists pg_stat_statements")
+                cur.execute("select pg_stat_statements_reset()")
+            elif statements:
+                cur.execute(
+                    "select d.datname, s.calls, s.total_exec_time, s.rows, s.query"
+                    " from pg_stat_statements s join pg_database d on d.oid = s.dbid"
+                    " order by s.total_exec_time desc"
+                )
+                rows = cur.fetchall()
+                out["statements_total_ms"] = sum(r[2] for r in rows)
+                out["statements_calls"] = sum(r[1] for r in rows)
+                out["statements"] = [
+                    (db, calls, ms, nrows, " ".join(query.split())[:110])
+                    for db, calls, ms, nrows, query in rows[:TOP_STATEMENTS]
+                ]
+        return out
+    finally:
+        conn.close()
 
 
 # -- landing and waiting ---------------------------------------------------------------------
@@ -357,8 +491,16 @@ def wait_runs(instance, lander: Lander, leas: set[str], after: datetime, timeout
     deadline = time.monotonic() + timeout
     applied: dict[str, tuple[float, str, str]] = {}  # lea -> (event time, upload_id, decision)
     last_report = 0.0
+    by_id: dict = {}  # run_id -> its latest record
+    since = after
     while True:
-        records = instance.get_run_records(dg.RunsFilter(created_after=after))
+        # Only the runs updated since the last look (a margin for clocks and commit order):
+        # reading every run of the morning every 2 s cost the machine ~0.4 s of CPU a run.
+        polled = datetime.now(UTC) - timedelta(seconds=10)
+        filters = dg.RunsFilter(created_after=after, updated_after=since)
+        by_id.update((r.dagster_run.run_id, r) for r in instance.get_run_records(filters))
+        since = max(after, polled)
+        records = list(by_id.values())
         ours = [r for r in records if r.dagster_run.tags.get("lea_id") in leas]
         for r in ours:
             lea = r.dagster_run.tags["lea_id"]
@@ -561,6 +703,9 @@ def morning(args, leas: list[Lea], uploads: dict[str, Path], work: Path, dsn: st
             schedule = [
                 (lea.landing_share * window, lea.lea_id, uploads[lea.lea_id]) for lea in leas
             ]
+            cpu_before = sampler.cpu()
+            if dsn:
+                pg_before = pg_counters(dsn, args.pg_statements, reset=True)
             lander = Lander(sftp_root, schedule, start)
             lander.start()
             stack.callback(lander.join, 60)
@@ -571,6 +716,15 @@ def morning(args, leas: list[Lea], uploads: dict[str, Path], work: Path, dsn: st
                     instance, lander, {lea.lea_id for lea in leas}, after, args.timeout
                 )
                 result.update(run_figures(instance, seen["records"]))
+            result["cpu"] = cpu_spent(cpu_before, sampler.cpu())
+            if dsn:
+                pg_after = pg_counters(dsn, args.pg_statements)
+                pg_after["sessions"] = {
+                    db: n - pg_before["sessions"].get(db, 0)
+                    for db, n in pg_after["sessions"].items()
+                    if n - pg_before["sessions"].get(db, 0)
+                }
+                result["pg"] = pg_after
             result["applied"] = seen["applied"]
             result["timed_out"] = seen["timed_out"]
             result["other_runs"] = seen["other_runs"]
@@ -652,7 +806,25 @@ def summarise(args, leas: list[Lea], r: dict) -> tuple[list[list[object]], dict]
             ],
             ["max Postgres client connections, all but the sampler", r["max_pg_all_connections"]],
             ["peak PSS, Postgres server, MB", r["peak_pg_pss_mb"]],
+            [
+                "Postgres sessions opened during the morning (by database)",
+                ", ".join(f"{d} {n:,}" for d, n in sorted(r["pg"]["sessions"].items())),
+            ],
         ]
+    cpu = r["cpu"]
+    window = cpu["machine_busy"] + cpu["machine_idle"]
+    rows.append(
+        [
+            "CPU of the machine, first landing -> last applied: busy / idle, s",
+            f"{cpu['machine_busy']:,.0f} / {cpu['machine_idle']:,.0f}"
+            f" ({cpu['machine_busy'] / window:.0%} busy)"
+            if window
+            else "n/a",
+        ]
+    )
+    for name, seconds in cpu["by_role"].items():
+        per_run = f", {seconds / r['runs']:.2f} s a run" if r["runs"] else ""
+        rows.append([f"  CPU s: {name}", f"{seconds:,.1f}{per_run}"])
     statuses = ", ".join(f"{k.lower()} {v}" for k, v in sorted(r["statuses"].items()))
     others = "; ".join(
         f"{job} {count} ({seconds:,.0f} s in all)"
@@ -700,6 +872,12 @@ def main() -> None:
         type=Path,
         help="instance settings over the profile's (all but storage on postgres), e.g. the"
         " opt-in forkserver launcher: cat deploy/dagster.yaml deploy/forkserver_launcher.yaml",
+    )
+    parser.add_argument(
+        "--pg-statements",
+        action="store_true",
+        help="postgres profile: load pg_stat_statements and print the statements that took the"
+        " most server time during the morning",
     )
     args = parser.parse_args()
     if args.window_minutes is None:
@@ -752,7 +930,9 @@ def main() -> None:
     try:
         with ExitStack() as servers:
             dsn = (
-                servers.enter_context(common.postgres_server())
+                servers.enter_context(
+                    common.postgres_server(STATEMENTS_OPTIONS if args.pg_statements else "")
+                )
                 if args.profile == "postgres"
                 else ""
             )
@@ -786,6 +966,15 @@ def main() -> None:
         ("measure", "value"),
         rows,
     )
+    statements = result["morning"].get("pg", {}).get("statements")
+    if statements:
+        pg = result["morning"]["pg"]
+        table += common.print_table(
+            f"Statements that took the most PostgreSQL time during the morning (of"
+            f" {pg['statements_total_ms'] / 1000:,.1f} s in {pg['statements_calls']:,} calls)",
+            ("database", "calls", "total ms", "mean ms", "rows", "statement"),
+            [[db, c, round(ms), round(ms / c, 3), n, q] for db, c, ms, n, q in statements],
+        )
     path = common.write_result(f"statewide_{args.profile}", result, table)
     print(
         f"written to {path.relative_to(common.REPO)}; script took {result['script_seconds']:.0f}s"

@@ -195,9 +195,10 @@ def dagster_home(root: Path, instance: str = "sqlite", instance_yaml: Path | Non
 
 
 @contextmanager
-def postgres_server() -> Iterator[str]:
+def postgres_server(options: str = "") -> Iterator[str]:
     """A throwaway PostgreSQL (scripts/start_postgres.sh, durable: fsync as shipped) on
-    127.0.0.1; yields its superuser DSN and stops it on the way out."""
+    127.0.0.1, with extra server `options` (`-c name=value ...`); yields its superuser DSN and
+    stops it on the way out."""
     import tempfile
 
     folder = Path(tempfile.mkdtemp(prefix="postgres_", dir="/tmp"))
@@ -207,6 +208,7 @@ def postgres_server() -> Iterator[str]:
             capture_output=True,
             text=True,
             check=True,
+            env={**os.environ, "ROSTERING_POSTGRES_OPTIONS": options},
         ).stdout
         dsn = next(
             line.split("=", 1)[1]

@@ -67,6 +67,8 @@ for attempt in 1 2 3; do
     [[ -n $DURABLE ]] || options+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     # Each connection is logged, so tests can count how many the pipeline opens.
     options+=" -c log_connections=on"
+    # Extra server settings for a benchmark (e.g. pg_stat_statements), space-separated `-c` options.
+    options+="${ROSTERING_POSTGRES_OPTIONS:+ $ROSTERING_POSTGRES_OPTIONS}"
     if "${as_owner[@]}" "$BIN/pg_ctl" start --pgdata="$DATA" --log="$LOG" --wait --timeout=30 \
         --options="$options" >/dev/null 2>&1; then
         started=1
