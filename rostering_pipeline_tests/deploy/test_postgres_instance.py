@@ -15,7 +15,11 @@ import yaml
 from dagster._serdes import serialize_value
 
 from rostering_demo.embedded_sftp import EmbeddedSftpServer
-from rostering_pipeline.instance_storage import DAGSTER_POSTGRES_VERSION, PooledPostgresStorage
+from rostering_pipeline.instance_storage import (
+    DAGSTER_POSTGRES_VERSION,
+    POOL_SIZE,
+    PooledPostgresStorage,
+)
 from rostering_pipeline_tests.conftest import Pipeline, pipeline_env
 from rostering_pipeline_tests.daemon import REPO, running_daemon
 from rostering_pipeline_tests.operations.test_daemon import (
@@ -108,11 +112,8 @@ def test_pooled_postgres_storage_connects_once_not_per_event(
         "dagster-postgres moved on: check that rostering_pipeline/instance_storage.py still"
         " pools its connections as it did (or that pool_size is now configurable)"
     )
-    config = yaml.safe_load(PROFILE.read_text())
-    if stock:  # the same database settings, under Dagster's stock Postgres storage
-        config["storage"] = {"postgres": config["storage"]["custom"]["config"]}
     home = _home(tmp_path)
-    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    _instance_settings(home, stock)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
 
     with dg.DagsterInstance.get() as instance:  # creates the schema
@@ -131,6 +132,67 @@ def test_pooled_postgres_storage_connects_once_not_per_event(
         assert opened >= fewest, opened
     if most is not None:
         assert opened <= most, opened
+
+
+def _instance_settings(home: Path, stock: bool) -> None:
+    config = yaml.safe_load(PROFILE.read_text())
+    if stock:  # the same database settings, under Dagster's stock Postgres storage
+        config["storage"] = {"postgres": config["storage"]["custom"]["config"]}
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+
+
+@pytest.mark.parametrize(("stock", "expected"), [(True, 6), (False, 1)], ids=["stock", "pooled"])
+def test_an_instance_starts_on_an_existing_schema_with_one_connection(
+    tmp_path: Path,
+    pg_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    stock: bool,
+    expected: int,
+) -> None:
+    """Every run process and every sensor tick of the code server loads the instance; stock
+    dagster-postgres asks whether its schema exists over two connections per storage."""
+    home = _home(tmp_path)
+    _instance_settings(home, stock)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get():  # creates the schema
+        pass
+    before = connections_to(pg_env["DAGSTER_PG_DB"])
+    with dg.DagsterInstance.get() as instance:
+        opened = connections_to(pg_env["DAGSTER_PG_DB"]) - before
+        assert instance.get_run_records() == []  # and it works
+    assert opened == expected
+
+
+def test_an_empty_database_gets_dagster_s_schema(
+    tmp_path: Path, pg_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one question at start-up must not stop dagster-postgres creating its tables."""
+    monkeypatch.setenv("DAGSTER_HOME", str(_home(tmp_path)))
+    with dg.DagsterInstance.get() as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="schema_probe"))
+        assert instance.fetch_materializations(dg.AssetKey("schema_probe"), 1).records
+    tables = {t for (t,) in query(pg_env, "select tablename from pg_tables")}
+    assert {"runs", "instance_info", "event_logs", "jobs", "alembic_version"} <= tables
+
+
+@dg.asset(partitions_def=dg.StaticPartitionsDefinition([str(n) for n in range(10)]))
+def connection_probe() -> int:
+    return 1
+
+
+def test_runs_open_no_connection_beyond_the_pools(
+    tmp_path: Path, pg_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run stores asset events, which makes dagster-postgres open a second connection while
+    it holds the first; with a pool of one that second one was opened and closed for every
+    materialization (8 connections for 5 runs, growing with every run)."""
+    monkeypatch.setenv("DAGSTER_HOME", str(_home(tmp_path)))
+    with dg.DagsterInstance.get() as instance:
+        before = connections_to(pg_env["DAGSTER_PG_DB"])
+        for key in connection_probe.partitions_def.get_partition_keys():
+            assert dg.materialize([connection_probe], instance=instance, partition_key=key).success
+        opened = connections_to(pg_env["DAGSTER_PG_DB"]) - before
+    assert opened <= POOL_SIZE * 3, opened  # run, event log and schedule storages' pools
 
 
 def test_lea_syncs_on_a_postgres_instance(
