@@ -10,6 +10,7 @@ otherwise (the rules changed since, say) is reported, never hidden.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -108,7 +109,7 @@ def _replay(
         upload.read_files(),
         upload.received_at.date(),
         class_types=settings.oneroster_class_types,
-        taken_logins=other_leas_logins(conn, upload.lea_id),
+        taken_logins=functools.partial(other_leas_logins, conn, upload.lea_id),
     )
     record_rejections(conn, upload, validated.rejections, now)
     plan = plan_upload(

@@ -6,6 +6,7 @@ native tables, and then the same rules judge them all.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -14,7 +15,7 @@ import polars as pl
 
 from . import hints
 from .archive import DEFAULT_LIMITS, ZipLimits
-from .files import BY_ENTITY, CAMPUSES, UPLOAD_FILES, UploadFile
+from .files import BY_ENTITY, CAMPUSES, STAFF, UPLOAD_FILES, UploadFile
 from .formats import ReadOptions, ReadUpload, read_upload
 from .formats.oneroster import DEFAULT_CLASS_TYPES
 from .integrity import CO_TEACHER_IS_TEACHER, REFERENCES, broken_references, co_teacher_is_teacher
@@ -58,13 +59,14 @@ def validate_upload(
     *,
     class_types: tuple[str, ...] = DEFAULT_CLASS_TYPES,
     zip_limits: ZipLimits = DEFAULT_LIMITS,
-    taken_logins: frozenset[str] = frozenset(),
+    taken_logins: frozenset[str] | Callable[[frozenset[str]], frozenset[str]] = frozenset(),
 ) -> ValidatedUpload:
     """Check every file against the spec; nothing here raises for bad data.
 
     `class_types` are the OneRoster class types that create classes (a per-LEA setting).
     `taken_logins` are the lower-cased logins of other LEAs' staff accounts: a staff row whose
-    email is one of them is rejected, so two LEAs never share (or merge) one account.
+    email is one of them is rejected, so two LEAs never share (or merge) one account. Given a
+    function, it is asked once which of the upload's own lower-cased staff emails are taken.
     A rejection quotes at most MAX_QUOTED_CHARS characters of a value or column name.
     """
     read = read_upload(files, ReadOptions(lea_id, upload_date, class_types, zip_limits))
@@ -72,6 +74,9 @@ def validate_upload(
         validated = ValidatedUpload(lea_id, {}, read.notes, {}, read.format)
     else:
         control = any(may_hold_control_characters(data) for data in files.values())
+        if callable(taken_logins):
+            emails = read.tables[STAFF.entity]["email"].drop_nulls().str.to_lowercase()
+            taken_logins = taken_logins(frozenset(emails.to_list()))
         validated = check_tables(
             lea_id, read, upload_date, taken_logins, control_characters=control
         )

@@ -23,9 +23,21 @@ from rostering_pipeline.defs.roster.sensors import blackout_release_sensor
 from rostering_pipeline.lea_settings import LeaSettingsResource
 from rostering_pipeline.upload_spec.files import BY_ENTITY, UPLOAD_FILES, UploadFile
 from rostering_pipeline.upload_spec.reading import LINE
-from rostering_pipeline.warehouse import WarehouseBusy, WarehouseResource, registered, transaction
+from rostering_pipeline.warehouse import (
+    DDL,
+    WarehouseBusy,
+    WarehouseResource,
+    postgres,
+    registered,
+    transaction,
+)
 from rostering_pipeline.warehouse.reports import latest_uploads
-from rostering_pipeline.warehouse.roster import differing_rows, write_entity_diff
+from rostering_pipeline.warehouse.roster import (
+    differing_rows,
+    other_leas_logins,
+    write_entity_diff,
+)
+from rostering_pipeline.warehouse.schema import POSTGRES_DDL
 from rostering_pipeline.warehouse.uploads import upload_count
 from rostering_pipeline_tests.faults import messages_shown
 from rostering_pipeline_tests.postgres import fresh_warehouse_dsn
@@ -339,3 +351,68 @@ def test_an_lea_wide_check_never_loops_over_an_lea_s_rows_on_postgres() -> None:
                 ).fetchall()
             )
     assert "Nested Loop" not in plan, plan
+
+
+def test_a_new_process_does_not_wait_for_another_lea_s_open_apply_on_postgres() -> None:
+    """Every run process connects anew. Its schema set-up must not queue behind the open
+    transaction of another LEA's apply (an ALTER TABLE or CREATE INDEX on the tables that
+    apply writes would, and would hold up every session after it)."""
+    with fresh_warehouse_dsn() as dsn:
+        with WarehouseResource(postgres_dsn=dsn).connect():
+            pass  # the schema, as the first run process made it
+        applying = psycopg2.connect(dsn)  # another LEA's apply, not committed yet
+        try:
+            with applying.cursor() as cur:
+                cur.execute(
+                    "insert into ingest.uploads (upload_id, lea_id, received_at, source_key,"
+                    " fingerprint, files, status, registered_at) values ('u1', '111111', now(),"
+                    " 'k', 'f', '[]', 'received', now())"
+                )
+                cur.execute(
+                    "insert into roster.students (lea_id, student_id, upload_id)"
+                    " values ('111111', 'S1', 'u1')"
+                )
+            postgres._SCHEMA_READY.discard(dsn)  # as in a new run process
+            quick = WarehouseResource(postgres_dsn=dsn, lock_timeout_seconds=2)
+            with quick.connect() as conn:  # LockNotAvailable after 2 s when it queues
+                assert upload_count(conn) == 0  # the open apply is not visible yet
+        finally:
+            applying.close()
+
+
+def test_a_changed_schema_is_applied_by_the_next_process_on_postgres() -> None:
+    """The DDL runs again when it changed (a column added in a new version), not only on an
+    empty database."""
+    with fresh_warehouse_dsn() as dsn:
+        with WarehouseResource(postgres_dsn=dsn).connect() as conn:
+            postgres._SCHEMA_READY.discard(dsn)
+            newer = DDL + POSTGRES_DDL + "alter table ingest.uploads add column probe varchar;"
+            postgres.ensure_schema(conn, dsn, newer)
+            assert conn.execute("select probe from ingest.uploads").fetchall() == []
+            postgres._SCHEMA_READY.discard(dsn)
+            # The same version: not run again (the bare "add column" would fail a second time).
+            postgres.ensure_schema(conn, dsn, newer)
+
+
+def test_a_login_is_taken_only_by_another_lea_s_active_account(
+    warehouse: WarehouseResource,
+) -> None:
+    """The logins a validation asks about: of those, the ones other LEAs' active accounts
+    hold, whatever their case; not this LEA's own, not an inactive account's, and nothing
+    it did not ask about."""
+    accounts = [
+        ("111111", "T1", "Ana.Lopez@X.org", "active"),
+        ("111111", "T2", "bo.kim@x.org", "inactive"),
+        ("222222", "T3", "cy.diaz@x.org", "active"),
+        ("111111", "T4", "dee.ng@x.org", "active"),
+    ]
+    with warehouse.connect() as conn, transaction(conn):
+        for account in accounts:
+            conn.execute(
+                "insert into roster.accounts values (?, ?, ?, ?, now(), null, now())", account
+            )
+    asked = ["ana.lopez@x.org", "bo.kim@x.org", "cy.diaz@x.org", "new.one@x.org"]
+    with warehouse.connect(read_only=True) as conn:
+        assert other_leas_logins(conn, "222222", asked) == {"ana.lopez@x.org"}
+        assert other_leas_logins(conn, "333333", asked) == {"ana.lopez@x.org", "cy.diaz@x.org"}
+        assert other_leas_logins(conn, "333333", []) == frozenset()

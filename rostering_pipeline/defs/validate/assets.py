@@ -1,3 +1,4 @@
+import functools
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -68,7 +69,7 @@ def validated_tables(
         upload.read_files(),
         upload.received_at.date(),
         class_types=lea_settings.for_lea(upload.lea_id).oneroster_class_types,
-        taken_logins=_logins_of_other_leas(warehouse, upload.lea_id),
+        taken_logins=functools.partial(_logins_of_other_leas, warehouse, upload.lea_id),
     )
     with warehouse.connect() as conn:
         record_rejections(conn, upload, validated.rejections, datetime.now(UTC))
@@ -118,11 +119,14 @@ def validated_tables(
     )
 
 
-def _logins_of_other_leas(warehouse: WarehouseResource, lea_id: str) -> frozenset[str]:
-    """Lower-cased usernames of every other LEA's active accounts (a read-only look before
-    validating); an inactive account's login passes to the LEA that lists it now."""
+def _logins_of_other_leas(
+    warehouse: WarehouseResource, lea_id: str, among: frozenset[str]
+) -> frozenset[str]:
+    """Which of the upload's lower-cased staff emails are logins of other LEAs' active
+    accounts (a read-only look before validating); an inactive account's login passes to the
+    LEA that lists it now."""
     with warehouse.connect(read_only=True) as conn:
-        return other_leas_logins(conn, lea_id)
+        return other_leas_logins(conn, lea_id, among)
 
 
 def _column_schema(entity: str, frame: pl.DataFrame) -> dg.TableSchema:
