@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from rostering_pipeline.cli import main
+from rostering_pipeline.upload_spec.files import UPLOAD_FILES
 from rostering_pipeline_tests.conftest import BOTH_WAREHOUSES, Pipeline
 from rostering_pipeline_tests.operations.test_freshness import _as_lea
 from rostering_pipeline_tests.roster.test_apply_invariants import _upload
@@ -57,6 +58,16 @@ def test_the_board_asset_shows_the_same_rows_and_flags_stale_leas(pipeline: Pipe
     assert rows[HELD]["state"].startswith("held (safeguard)")
     assert rows[HELD]["latest upload"] == held
     assert rows[APPLIED]["state"].startswith("applied") and rows[APPLIED]["students"] > 0
+    # Its first upload: every row of its roster was an add; the held upload changed nothing.
+    roster_rows = sum(
+        pipeline.query(f"select count(*) from roster.{spec.entity} where lea_id = ?", [APPLIED])[0][
+            0
+        ]
+        for spec in UPLOAD_FILES
+    )
+    counts = {k: rows[APPLIED][k] for k in ("adds", "updates", "drops")}
+    assert counts == {"adds": roster_rows, "updates": 0, "drops": 0}
+    assert [rows[HELD][k] for k in ("adds", "updates", "drops")] == [0, 0, 0]
     [freshness] = result.get_asset_check_evaluations()
     assert freshness.check_name == "lea_freshness"
     assert not freshness.passed  # both LEAs' uploads were received months ago
