@@ -5,6 +5,7 @@ folder moved to a temporary one (ROSTERING_DEMO_DIR), and kills whatever it left
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -96,6 +97,16 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _signals_as_started(ignore_sigint: bool) -> None:
+    """In the child before it runs: SIGHUP at its default, as from a terminal, whatever the
+    test run inherited (a suite started under nohup ignores SIGHUP, and `rostering ui` keeps
+    an ignored SIGHUP ignored, as it should); with `ignore_sigint`, SIGINT ignored, as
+    `./run ui &` in a script starts it (the shell's doing)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    if ignore_sigint:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _start(tmp_path: Path, command: list[str], *, ignore_sigint: bool = False) -> Ui:
     demo = tmp_path / "demo"
     shutil.copytree(SAMPLES, demo / "sftp", ignore=shutil.ignore_patterns("README.md"))
@@ -116,10 +127,7 @@ def _start(tmp_path: Path, command: list[str], *, ignore_sigint: bool = False) -
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            # As `./run ui &` in a script starts it: SIGINT ignored (the shell's doing).
-            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-            if ignore_sigint
-            else None,
+            preexec_fn=functools.partial(_signals_as_started, ignore_sigint),
         )
     ui = Ui(process, Webserver(f"http://127.0.0.1:{port}"), log)
     deadline = time.monotonic() + START_TIMEOUT_S
