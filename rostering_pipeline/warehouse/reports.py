@@ -156,6 +156,9 @@ def changes_until(
     ).fetchall()
 
 
+#: Every LEA's latest upload and its counts. The changes are counted in one pass over the
+#: latest uploads' change records (three correlated counts read them three times: a statewide
+#: first morning's board read ~20 M change rows thrice a refresh).
 _LATEST_UPLOADS = """
 with latest as (
     select *, row_number() over (partition by lea_id order by received_at desc) as n
@@ -183,8 +186,6 @@ select u.lea_id, u.upload_id, u.received_at, u.status, u.held_by, u.reason, u.ru
 from latest u left join counted k on k.upload_id = u.upload_id
 where u.n = 1 order by u.lea_id
 """
-#: One pass over the latest uploads' change records (three correlated counts read them three
-#: times: a statewide first morning's board read ~20 M change rows thrice a refresh).
 
 
 def latest_uploads(conn: Connection) -> pl.DataFrame:
