@@ -9,12 +9,14 @@ dagster.yaml in this version (dagster-io/dagster#33935 asks for that), so this s
 the same thing, with a pool of two, in every process that loads the instance: the daemon, the
 code server (a new instance for every sensor tick) and each run. It also asks once, over one
 connection, whether the schema exists, where the three storages ask over two connections each;
-a statewide morning starts ~1,500 such processes and instances. Everything else, the schema,
-its creation when absent, the migrations, the config (`postgres_db` with `env:` fields), is
-dagster-postgres's own.
+a statewide morning starts ~1,500 such processes and instances. And its event log storage
+remembers which of its tables exist (stock asks the catalogue ~130 times a sync run).
+Everything else, the schema, its creation when absent, the migrations, the config
+(`postgres_db` with `env:` fields), is dagster-postgres's own.
 
 Fenced: only this module knows; test_postgres_instance pins the dagster-postgres version it was
-written for and counts the connections a start-up and a run's events open.
+written for and counts the connections a start-up and a run's events open, and the
+catalogue queries of runs.
 """
 
 from __future__ import annotations
@@ -59,10 +61,28 @@ def _schema_exists(postgres_url: str, token_provider) -> bool:
         engine.dispose()
 
 
+def _remember_present_tables(storage) -> None:
+    """The event log storage asks the catalogue whether a table exists before nearly every
+    dynamic-partition lookup and asset-event write (`_check_partitions_table`,
+    `supports_asset_checks`): ~130 catalogue queries a sync run. A table that exists stays for
+    the process's life (Dagster's migrations only add tables), so a yes is remembered; a no is
+    asked again."""
+    asked = storage.has_table
+    present: set[str] = set()
+
+    def has_table(table_name: str) -> bool:
+        if table_name not in present and asked(table_name):
+            present.add(table_name)
+        return table_name in present
+
+    storage.has_table = has_table
+
+
 class PooledPostgresStorage(DagsterPostgresStorage):
     """DagsterPostgresStorage whose run, event log and schedule storages each keep POOL_SIZE
-    connections open per process, and whose start-up asks once whether the schema exists
-    (dagster-postgres's storages create it when it does not, as they do stock)."""
+    connections open per process, whose start-up asks once whether the schema exists
+    (dagster-postgres's storages create it when it does not, as they do stock), and whose event
+    log storage remembers which of its tables exist."""
 
     def __init__(
         self,
@@ -86,6 +106,7 @@ class PooledPostgresStorage(DagsterPostgresStorage):
                 pool_recycle=POOL_RECYCLE_SECONDS,
                 max_overflow=MAX_OVERFLOW,
             )
+        _remember_present_tables(self._event_log_storage)
 
     @classmethod
     def from_config_value(cls, inst_data, config_value) -> PooledPostgresStorage:  # ty: ignore[invalid-method-override]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import sqlalchemy
 import yaml
 from dagster._serdes import serialize_value
 
@@ -193,6 +194,57 @@ def test_runs_open_no_connection_beyond_the_pools(
             assert dg.materialize([connection_probe], instance=instance, partition_key=key).success
         opened = connections_to(pg_env["DAGSTER_PG_DB"]) - before
     assert opened <= POOL_SIZE * 3, opened  # run, event log and schedule storages' pools
+
+
+probe_leas = dg.DynamicPartitionsDefinition(name="probe_leas")
+
+
+@dg.asset(partitions_def=probe_leas)
+def partition_probe() -> int:
+    return 1
+
+
+@dg.asset_check(asset=partition_probe)
+def partition_probe_check() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=True)
+
+
+@pytest.mark.parametrize(("stock", "most"), [(True, None), (False, 3)], ids=["stock", "pooled"])
+def test_runs_ask_the_catalogue_about_a_table_once(
+    tmp_path: Path,
+    pg_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    stock: bool,
+    most: int | None,
+) -> None:
+    """dagster-postgres asks whether a table exists before each dynamic-partition lookup and
+    asset event (~130 catalogue queries a sync run); the pooled storage asks once a table."""
+    home = _home(tmp_path)
+    _instance_settings(home, stock)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        keys = [f"{n:06d}" for n in range(5)]
+        instance.add_dynamic_partitions("probe_leas", keys)
+        asked: list[str] = []
+
+        def count(conn, cursor, statement, parameters, context, executemany) -> None:
+            if "pg_catalog.pg_class" in statement:
+                asked.append(statement)
+
+        engine = instance.event_log_storage._engine  # noqa: SLF001
+        sqlalchemy.event.listen(engine, "before_cursor_execute", count)
+        for key in keys:
+            result = dg.materialize(
+                [partition_probe, partition_probe_check], instance=instance, partition_key=key
+            )
+            assert result.success
+        sqlalchemy.event.remove(engine, "before_cursor_execute", count)
+        assert len(instance.fetch_materializations(partition_probe.key, 10).records) == 5
+
+    if most is None:  # stock: the count grows with every run
+        assert len(asked) >= 2 * len(keys), len(asked)
+    else:
+        assert len(asked) <= most, asked
 
 
 def test_lea_syncs_on_a_postgres_instance(
