@@ -22,8 +22,11 @@ once per LEA (uniform, seeded), so the same LEA lands at the same point of any w
 window is `--window-minutes`, by default 30 min for 1,200 LEAs and proportionally less for
 fewer (the same landings per minute). Landing copies the LEA's day-1 upload (generated once
 and cached per LEA and size under benchmarks/out/data by common.upload_dir) into its inbox
-on the embedded SFTP server's tree, files first, then the `ready` marker; the landing time is
-taken after `ready` is written.
+on the SFTP server's tree, files first, then the `ready` marker; the landing time is taken
+after `ready` is written. The server (`--sftp`) is the demo's asyncssh server inside this
+script (the default) or OpenSSH's sshd on loopback (`openssh`: scripts/start_sshd.sh, as
+`./run test` starts it; needs root), what a state would run; its CPU is then counted apart
+from this script's.
 
 Profiles (`--profile`):
 - `embedded` (default): deploy/dagster.yaml (SQLite instance) and the DuckDB warehouse file;
@@ -267,6 +270,8 @@ def role(pid: int, procs: dict[int, tuple[int, int]]) -> str:
     cmd = cmd.split(" --instance-ref", 1)[0]  # the instance's settings name the launcher
     if cmd.startswith("postgres") or cmd.split(" ", 1)[0].endswith("/postgres"):
         return "postgres"
+    if cmd.startswith(("sshd", "/usr/sbin/sshd")):
+        return "sshd (SFTP server)"
     if "multiprocessing.forkserver" in cmd:
         parent = procs.get(pid, (0, 0))[0]
         return "run processes" if role_cache.get(parent) == "forkserver" else "forkserver"
@@ -332,9 +337,10 @@ class Sampler(threading.Thread):
     connections that tree holds (matched by their client ports), all client connections but
     the sampler's, and the server's memory. Keeps the maxima and a series."""
 
-    def __init__(self, dagster_pid: int, pg_dsn: str | None) -> None:
+    def __init__(self, dagster_pid: int, pg_dsn: str | None, sftp_pid: int | None) -> None:
         super().__init__(daemon=True, name="sampler")
         self.dagster_pid = dagster_pid
+        self.sftp_pid = sftp_pid
         self.pg_dsn = pg_dsn
         self.stopping = threading.Event()
         self.max_rss = self.max_pss = self.max_processes = 0.0
@@ -353,6 +359,8 @@ class Sampler(threading.Thread):
         pids = tree(self.dagster_pid, procs, group=self.dagster_pid)
         if self.postmaster:
             pids |= tree(self.postmaster, procs)
+        if self.sftp_pid:
+            pids |= tree(self.sftp_pid, procs)
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return cpu_snapshot(pids, procs), machine_cpu(), usage.ru_utime + usage.ru_stime
 
@@ -408,10 +416,11 @@ class Sampler(threading.Thread):
         self.series.append((time.time(), round(rss, 1), round(pss, 1), len(members), ours))
 
 
-def cpu_spent(before, after) -> dict:
+def cpu_spent(before, after, sftp: str) -> dict:
     """CPU seconds of the morning by role, this script's, and the machine's busy and idle."""
     by_role = cpu_by_role(before[0], after[0])
-    by_role["this script (SFTP server, lander, polling)"] = after[2] - before[2]
+    script = "lander, polling" if sftp == "openssh" else "SFTP server, lander, polling"
+    by_role[f"this script ({script})"] = after[2] - before[2]
     return {
         "by_role": dict(sorted(by_role.items(), key=lambda kv: -kv[1])),
         "machine_busy": after[1][0] - before[1][0],
@@ -668,10 +677,6 @@ def morning(args, leas: list[Lea], uploads: dict[str, Path], work: Path, dsn: st
     from rostering_demo.embedded_sftp import EmbeddedSftpServer
 
     window = args.window_minutes * 60
-    sftp_root = work / "sftp"
-    for lea in leas:
-        for sub in ("inbox", "outbox", "processed"):
-            (sftp_root / lea.lea_id / sub).mkdir(parents=True, exist_ok=True)
     result: dict = {}
     pg: dict[str, str] = {}
     warehouse_env: dict[str, str] = {}
@@ -684,8 +689,22 @@ def morning(args, leas: list[Lea], uploads: dict[str, Path], work: Path, dsn: st
         pg_warehouse = dsn.rsplit("/", 1)[0] + "/warehouse"
         result["warehouse_dsn"] = url
     instance_kind = "postgres-pooled" if dsn else "sqlite"
-    with EmbeddedSftpServer(sftp_root) as server:
-        env = {**common.pipeline_env(work, server), **pg, **warehouse_env}
+    with ExitStack() as sftp_server:
+        sftp_pid = None
+        if args.sftp == "openssh":
+            sshd = sftp_server.enter_context(common.openssh_sftp())
+            sftp_root = Path(sshd["ROOT"])
+            sftp_pid = int(Path(sshd["PID_FILE"]).read_text())
+            env = common.openssh_pipeline_env(work, sshd)
+        else:
+            sftp_root = work / "sftp"
+            sftp_root.mkdir(parents=True)
+            server = sftp_server.enter_context(EmbeddedSftpServer(sftp_root))
+            env = common.pipeline_env(work, server)
+        for lea in leas:
+            for sub in ("inbox", "outbox", "processed"):
+                (sftp_root / lea.lea_id / sub).mkdir(parents=True, exist_ok=True)
+        env.update({**pg, **warehouse_env})
         home = common.dagster_home(work, instance_kind, args.instance_yaml)
         env["DAGSTER_HOME"] = str(home)
         env.update(common.bytecode_env())
@@ -693,7 +712,7 @@ def morning(args, leas: list[Lea], uploads: dict[str, Path], work: Path, dsn: st
         log = work / "dagster_dev.log"
         with ExitStack() as stack:
             port, pid = stack.enter_context(common.dagster_dev_process(env, log))
-            sampler = Sampler(pid, dsn or None)
+            sampler = Sampler(pid, dsn or None, sftp_pid)
             sampler.start()
             stack.callback(sampler.join, 10)
             stack.callback(sampler.stopping.set)
@@ -716,7 +735,7 @@ def morning(args, leas: list[Lea], uploads: dict[str, Path], work: Path, dsn: st
                     instance, lander, {lea.lea_id for lea in leas}, after, args.timeout
                 )
                 result.update(run_figures(instance, seen["records"]))
-            result["cpu"] = cpu_spent(cpu_before, sampler.cpu())
+            result["cpu"] = cpu_spent(cpu_before, sampler.cpu(), args.sftp)
             if dsn:
                 pg_after = pg_counters(dsn, args.pg_statements)
                 pg_after["sessions"] = {
@@ -862,6 +881,13 @@ def main() -> None:
     parser.add_argument("--profile", choices=("embedded", "postgres"), default="embedded")
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument(
+        "--sftp",
+        choices=("embedded", "openssh"),
+        default="embedded",
+        help="the SFTP server the LEAs land on: the demo's asyncssh server inside this script,"
+        " or OpenSSH's sshd (scripts/start_sshd.sh; root and Debian's openssh-server)",
+    )
+    parser.add_argument(
         "--timeout", type=float, help="seconds to wait for the runs (default window + 30 min)"
     )
     parser.add_argument("--histogram", action="store_true", help="print the state's sizes only")
@@ -917,6 +943,7 @@ def main() -> None:
     result: dict = {
         "profile": args.profile,
         "instance_yaml": str(args.instance_yaml or ""),
+        "sftp": args.sftp,
         "leas": len(leas),
         "scale": args.scale,
         "seed": args.seed,
@@ -960,6 +987,7 @@ def main() -> None:
     table += common.print_table(
         f"Statewide morning, {args.profile} profile"
         + (f" + {args.instance_yaml.name}" if args.instance_yaml else "")
+        + (", OpenSSH sshd" if args.sftp == "openssh" else "")
         + f": {len(leas)} LEAs, {total:,} students,"
         f" landing over {args.window_minutes:g} min (overhead = launched -> ended minus the"
         f" sum of the run's steps); load average 1/5/15 min before/after: {load}",

@@ -260,6 +260,48 @@ def land_upload(sftp_root: Path, lea_id: str, source: Path, day: int, ready: boo
         (inbox / "ready").write_text("")
 
 
+@contextmanager
+def openssh_sftp() -> Iterator[dict[str, str]]:
+    """OpenSSH's sshd on 127.0.0.1 serving SFTP only (scripts/start_sshd.sh, as `./run test`
+    starts it; needs root and Debian's openssh-server), stopped on exit. Yields its
+    ROSTERING_TEST_SSHD_* details without the prefix: HOST, PORT, USER, KEY, KNOWN_HOSTS, ROOT
+    (the local folder it serves as "/"), PID_FILE."""
+    import shlex
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="rostering-bench-sshd.", dir="/run")  # chroot: root-owned
+    try:
+        started = subprocess.run(
+            [str(REPO / "scripts" / "start_sshd.sh"), folder],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        if started.returncode:
+            raise RuntimeError(f"could not start sshd: {started.stderr.strip()}")
+        details = {}
+        for line in started.stdout.splitlines():
+            name, _, value = line.removeprefix("export ").partition("=")
+            details[name.removeprefix("ROSTERING_TEST_SSHD_")] = shlex.split(value)[0]
+        yield details
+    finally:
+        subprocess.run([str(REPO / "scripts" / "stop_sshd.sh"), folder], timeout=60, check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def openssh_pipeline_env(root: Path, sshd: dict[str, str]) -> dict[str, str]:
+    """The ROSTERING_* configuration pointing at `openssh_sftp()`'s server (key login) and
+    at files under `root`, as `pipeline_env` does for the embedded server."""
+    return {
+        "ROSTERING_SFTP_HOST": sshd["HOST"],
+        "ROSTERING_SFTP_PORT": sshd["PORT"],
+        "ROSTERING_SFTP_USER": sshd["USER"],
+        "ROSTERING_SFTP_KEY_FILE": sshd["KEY"],
+        "ROSTERING_SFTP_KNOWN_HOSTS": sshd["KNOWN_HOSTS"],
+        "ROSTERING_WAREHOUSE": str(root / "warehouse.duckdb"),
+        "ROSTERING_ARCHIVE": str(root / "archive"),
+        "ROSTERING_QUIET_PERIOD_SECONDS": "120",
+    }
+
+
 PYCACHE = OUT / "pycache"
 
 
