@@ -693,9 +693,8 @@ def morning(args, leas: list[Lea], uploads: dict[str, Path], work: Path, dsn: st
         sftp_pid = None
         if args.sftp == "openssh":
             sshd = sftp_server.enter_context(common.openssh_sftp())
-            sftp_root = Path(sshd["ROOT"])
-            sftp_pid = int(Path(sshd["PID_FILE"]).read_text())
-            env = common.openssh_pipeline_env(work, sshd)
+            sftp_root, sftp_pid = sshd.root, sshd.pid
+            env = {**common.pipeline_env(work, sshd), "ROSTERING_SFTP_KEY_FILE": str(sshd.key_file)}
         else:
             sftp_root = work / "sftp"
             sftp_root.mkdir(parents=True)

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -260,12 +261,29 @@ def land_upload(sftp_root: Path, lea_id: str, source: Path, day: int, ready: boo
         (inbox / "ready").write_text("")
 
 
+@dataclass(frozen=True)
+class OpensshSftp:
+    """`openssh_sftp()`'s server, with the attributes `pipeline_env` reads of the embedded one
+    (it logs in with `key_file`, not a password)."""
+
+    host: str
+    port: int
+    username: str
+    key_file: Path
+    known_hosts: Path
+    root: Path  # the local folder it serves as "/"
+    pid: int
+    password: None = None
+
+    @property
+    def host_key_line(self) -> str:
+        return self.known_hosts.read_text().strip()
+
+
 @contextmanager
-def openssh_sftp() -> Iterator[dict[str, str]]:
+def openssh_sftp() -> Iterator[OpensshSftp]:
     """OpenSSH's sshd on 127.0.0.1 serving SFTP only (scripts/start_sshd.sh, as `./run test`
-    starts it; needs root and Debian's openssh-server), stopped on exit. Yields its
-    ROSTERING_TEST_SSHD_* details without the prefix: HOST, PORT, USER, KEY, KNOWN_HOSTS, ROOT
-    (the local folder it serves as "/"), PID_FILE."""
+    starts it; needs root and Debian's openssh-server), stopped on exit."""
     import shlex
     import tempfile
 
@@ -277,29 +295,22 @@ def openssh_sftp() -> Iterator[dict[str, str]]:
         )  # fmt: skip
         if started.returncode:
             raise RuntimeError(f"could not start sshd: {started.stderr.strip()}")
-        details = {}
+        details = {}  # its `export ROSTERING_TEST_SSHD_<NAME>=<value>` lines
         for line in started.stdout.splitlines():
             name, _, value = line.removeprefix("export ").partition("=")
             details[name.removeprefix("ROSTERING_TEST_SSHD_")] = shlex.split(value)[0]
-        yield details
+        yield OpensshSftp(
+            host=details["HOST"],
+            port=int(details["PORT"]),
+            username=details["USER"],
+            key_file=Path(details["KEY"]),
+            known_hosts=Path(details["KNOWN_HOSTS"]),
+            root=Path(details["ROOT"]),
+            pid=int(Path(details["PID_FILE"]).read_text()),
+        )
     finally:
         subprocess.run([str(REPO / "scripts" / "stop_sshd.sh"), folder], timeout=60, check=False)
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def openssh_pipeline_env(root: Path, sshd: dict[str, str]) -> dict[str, str]:
-    """The ROSTERING_* configuration pointing at `openssh_sftp()`'s server (key login) and
-    at files under `root`, as `pipeline_env` does for the embedded server."""
-    return {
-        "ROSTERING_SFTP_HOST": sshd["HOST"],
-        "ROSTERING_SFTP_PORT": sshd["PORT"],
-        "ROSTERING_SFTP_USER": sshd["USER"],
-        "ROSTERING_SFTP_KEY_FILE": sshd["KEY"],
-        "ROSTERING_SFTP_KNOWN_HOSTS": sshd["KNOWN_HOSTS"],
-        "ROSTERING_WAREHOUSE": str(root / "warehouse.duckdb"),
-        "ROSTERING_ARCHIVE": str(root / "archive"),
-        "ROSTERING_QUIET_PERIOD_SECONDS": "120",
-    }
 
 
 PYCACHE = OUT / "pycache"
