@@ -72,6 +72,9 @@ class EntityDiff:
     withheld_drops: int = 0  # drops not applied because the LEA is in additions-only mode
     #: Records missing from the upload but kept, by key, with why (`WHY`): never read as drops.
     kept: pl.DataFrame | None = None
+    #: The keys of the applied rows that `rows` replace (its updates; the rest of `rows` are
+    #: adds, not in the roster). None: not known, every row of `rows` may replace one.
+    replaced: pl.DataFrame | None = None
 
     def count(self, change: str) -> int:
         return self.changes.filter(pl.col("change") == change).height

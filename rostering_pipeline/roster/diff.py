@@ -98,7 +98,7 @@ def diff_entity(
             ),
         ]
     ).cast(CHANGE_SCHEMA)
-    return EntityDiff(entity, rows, drops.select(key), changes, withheld, kept)
+    return EntityDiff(entity, rows, drops.select(key), changes, withheld, kept, updates.select(key))
 
 
 def _json(columns: dict[str, pl.Expr], only_when: dict[str, pl.Expr] | None = None) -> pl.Expr:

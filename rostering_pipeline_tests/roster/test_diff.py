@@ -58,6 +58,7 @@ def test_an_upload_adds_updates_and_drops_against_the_applied_rows() -> None:
 
     assert_frame_equal(result.rows, snapshot, check_row_order=False)  # new versions, with lines
     assert_frame_equal(result.drops, pl.DataFrame({"student_id": ["S2"]}))
+    assert_frame_equal(result.replaced, pl.DataFrame({"student_id": ["S1"]}))  # not the add S3
     expected = changes(
         ("S3", "add", None, values_json(IVY, VALUES), 3),
         ("S1", "update", '{"grade":"04"}', '{"grade":"05"}', 2),
@@ -122,6 +123,7 @@ def test_a_key_only_entity_has_adds_and_drops_but_no_updates() -> None:
 
     assert_frame_equal(result.rows, snapshot.filter(pl.col("student_id") == "S3"))
     assert_frame_equal(result.drops, pl.DataFrame({"class_id": ["C1"], "student_id": ["S2"]}))
+    assert result.replaced.is_empty()
     expected = changes(("C1|S3", "add", None, "{}", 3), ("C1|S2", "drop", "{}", None, None))
     assert_frame_equal(result.changes, expected)
 

@@ -18,9 +18,10 @@ import psycopg2.errors
 import pytest
 from polars.testing import assert_frame_equal
 
-from rostering_pipeline.decision import EntityDiff
+from rostering_pipeline.decision import WHY, EntityDiff
 from rostering_pipeline.defs.roster.sensors import blackout_release_sensor
 from rostering_pipeline.lea_settings import LeaSettingsResource
+from rostering_pipeline.roster.diff import diff_entity
 from rostering_pipeline.upload_spec.files import BY_ENTITY, UPLOAD_FILES, UploadFile
 from rostering_pipeline.upload_spec.reading import LINE
 from rostering_pipeline.warehouse import (
@@ -244,6 +245,57 @@ def test_the_diff_finds_the_same_rows_on_either_backend(warehouse: WarehouseReso
         upload.filter(pl.col("student_id").is_in(["S2", "S3", "S5"])),
         check_dtypes=False,
     )
+
+
+def test_an_apply_deletes_only_the_rows_it_drops_or_replaces_on_postgres(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An LEA's first upload only adds, so nothing is deleted (no keys copied in, no delete
+    statement); the next upload deletes its drop and its update, not its add; the roster
+    ends up as the upload says."""
+    spec = BY_ENTITY["students"]
+    registered_keys: list[int] = []
+    deletes: list[str] = []
+    register, execute = postgres.PostgresConnection.register, postgres.PostgresConnection.execute
+
+    def watch_register(self: postgres.PostgresConnection, name: str, frame: pl.DataFrame) -> None:
+        if name == "changed_keys":
+            registered_keys.append(frame.height)
+        register(self, name, frame)
+
+    def watch_execute(self: postgres.PostgresConnection, sql: str, params=None):  # noqa: ANN001, ANN202
+        if sql.lstrip().lower().startswith("delete from roster."):
+            deletes.append(sql)
+        return execute(self, sql, params)
+
+    monkeypatch.setattr(postgres.PostgresConnection, "register", watch_register)
+    monkeypatch.setattr(postgres.PostgresConnection, "execute", watch_execute)
+
+    def rows(ids: list[str], grades: list[str]) -> pl.DataFrame:
+        frame = pl.DataFrame({"student_id": ids, "first_name": ids, "grade": grades})
+        return _all_columns(frame, spec.columns).with_columns(
+            pl.col("birth_date").cast(pl.Date),
+            pl.int_range(2, len(ids) + 2, dtype=pl.Int64).alias(LINE),
+        )
+
+    def apply(conn: postgres.PostgresConnection, upload_id: str, upload: pl.DataFrame) -> None:
+        current, snapshot = differing_rows(conn, "1", "students", upload)
+        keep = pl.DataFrame(schema={"student_id": pl.String, WHY: pl.String})
+        diff = diff_entity("students", current, snapshot, keep)
+        with transaction(conn, lea_id="1"):
+            write_entity_diff(conn, "1", upload_id, diff, datetime(2026, 9, 1, tzinfo=UTC))
+
+    with fresh_warehouse_dsn() as dsn, WarehouseResource(postgres_dsn=dsn).connect() as conn:
+        apply(conn, "u1", rows(["S1", "S2", "S3"], ["04", "04", "04"]))
+        assert (registered_keys, deletes) == ([], [])
+
+        apply(conn, "u2", rows(["S1", "S2", "S4"], ["04", "05", "04"]))  # S2 up, S3 out, S4 in
+        assert registered_keys == [2] and len(deletes) == 1
+        roster = conn.execute(
+            "select student_id, grade, upload_id from roster.students order by 1"
+        ).fetchall()
+
+    assert roster == [("S1", "04", "u1"), ("S2", "05", "u2"), ("S4", "04", "u2")]
 
 
 def _calls_execute_or_imports_duckdb(path: Path) -> list[str]:
