@@ -446,6 +446,35 @@ def test_a_changed_schema_is_applied_by_the_next_process_on_postgres() -> None:
             postgres.ensure_schema(conn, dsn, newer)
 
 
+def test_link_tables_are_indexed_by_lea_alone_also_in_a_warehouse_made_before_on_postgres() -> None:
+    """Enrollments and co-teachers (their key is their whole row) have an index on the LEA only
+    (a day's adds no longer scatter over a key index); an existing warehouse whose link tables
+    had the (LEA, key) index loses it when the next process runs the new schema. The other
+    entities keep their (LEA, key) index for a record's story."""
+
+    def indexes(conn: postgres.PostgresConnection) -> dict[str, str]:
+        rows = conn.execute(
+            "select indexname, indexdef from pg_indexes where schemaname = 'roster'"
+        ).fetchall()
+        return {name: definition.split(" USING btree ")[1] for name, definition in rows}
+
+    with fresh_warehouse_dsn() as dsn:
+        with WarehouseResource(postgres_dsn=dsn).connect() as conn:
+            conn.execute("drop index roster.enrollments_by_lea")  # as the previous version made it
+            conn.execute(
+                "create index enrollments_lea on roster.enrollments (lea_id, class_id, student_id)"
+            )
+            conn.execute("comment on schema ingest is 'rostering schema (the previous version)'")
+        postgres._SCHEMA_READY.discard(dsn)  # a new run process
+        with WarehouseResource(postgres_dsn=dsn).connect() as conn:
+            found = indexes(conn)
+
+    assert found["enrollments_by_lea"] == "(lea_id)" and "enrollments_lea" not in found
+    assert found["co_teachers_by_lea"] == "(lea_id)" and "co_teachers_lea" not in found
+    assert found["students_lea"] == "(lea_id, student_id)"
+    assert found["classes_lea"] == "(lea_id, class_id)"
+
+
 def test_a_login_is_taken_only_by_another_lea_s_active_account(
     warehouse: WarehouseResource,
 ) -> None:
