@@ -21,6 +21,8 @@ import paramiko
 from paramiko.sftp import CMD_CLOSE, CMD_NAME, CMD_OPENDIR, CMD_READDIR
 from pydantic import Field, PrivateAttr
 
+from rostering_pipeline.quiet_inboxes import QuietInboxes
+
 log = logging.getLogger(__name__)
 LEA_FOLDER = re.compile(r"^\d{6}$")
 T = TypeVar("T")
@@ -278,12 +280,16 @@ class SftpResource(dg.ConfigurableResource):
 
     # Listing -----------------------------------------------------------------------------
 
-    def list_inboxes(self) -> InboxListing:
+    def list_inboxes(self, quiet: QuietInboxes | None = None) -> InboxListing:
         """Every LEA folder's inbox in one connection (the sensor's whole tick).
 
         An inbox the pipeline may not read is skipped with a warning rather than stopping
         every other LEA's sync. An LEA folder or inbox/ that is a link is not listed (its
-        listing would be another folder's) but returned in `refused`."""
+        listing would be another folder's) but returned in `refused`. With `quiet`, an inbox
+        that memory knows to be empty, and whose mtime has not changed, is not read (listed
+        as empty): see quiet_inboxes.py."""
+        if quiet is not None:
+            quiet.begin_tick()
         with self.session() as sftp:
             inboxes, refused = {}, {}
             for entry in _entries(sftp, "/"):
@@ -293,8 +299,13 @@ class SftpResource(dg.ConfigurableResource):
                 try:
                     if entry.kind == "link":
                         _refuse(sftp, f"/{lea_id}", "link", entry.mtime)
-                    _real_folder(sftp, f"/{lea_id}/inbox")
+                    mtime = _real_folder(sftp, f"/{lea_id}/inbox")
+                    if quiet is not None and quiet.can_skip(lea_id, mtime):
+                        inboxes[lea_id] = []
+                        continue
                     inboxes[lea_id] = _entries(sftp, f"/{lea_id}/inbox")
+                    if quiet is not None:
+                        quiet.record(lea_id, mtime, len(inboxes[lea_id]))
                 except NotARealFolder as error:
                     refused[lea_id] = error
                 except FileNotFoundError:
@@ -306,6 +317,8 @@ class SftpResource(dg.ConfigurableResource):
                         lea_id,
                         lea_id,
                     )
+            if quiet is not None:
+                quiet.forget_others(set(inboxes))
             return InboxListing(inboxes, refused)
 
     def check_folders(self, paths: list[str]) -> None:
@@ -514,11 +527,13 @@ def _real_folders(sftp: paramiko.SFTPClient, path: str, *, create: bool = False)
             sftp.mkdir(current)
 
 
-def _real_folder(sftp: paramiko.SFTPClient, path: str) -> None:
+def _real_folder(sftp: paramiko.SFTPClient, path: str) -> int:
+    """The folder's mtime; NotARealFolder if it is a link or not a folder."""
     attrs = sftp.lstat(path)
     kind = _kind(attrs.st_mode or 0)
     if kind != "dir":
         _refuse(sftp, path, kind, int(attrs.st_mtime or 0))
+    return int(attrs.st_mtime or 0)
 
 
 def _refuse(sftp: paramiko.SFTPClient, path: str, kind: str, mtime: int) -> NoReturn:

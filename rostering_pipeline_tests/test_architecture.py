@@ -26,6 +26,7 @@ SHARED = {
     "settings",
     "lea_settings",
     "sftp",
+    "quiet_inboxes",  # the sensor's memory of empty inboxes, which sftp's listing consults
     "uploads",
     "run_tags",
     "markdown_text",

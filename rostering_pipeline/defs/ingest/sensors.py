@@ -6,6 +6,7 @@ import dagster as dg
 
 from rostering_pipeline.defs.jobs import sync_upload_job
 from rostering_pipeline.defs.partitions import lea_partitions
+from rostering_pipeline.quiet_inboxes import memory_for
 from rostering_pipeline.run_tags import UNREAD_TAG, UPLOAD_KEY_TAG
 from rostering_pipeline.settings import IngestSettings, env_number
 from rostering_pipeline.sftp import NotARealFolder, SftpResource
@@ -20,6 +21,10 @@ MAX_UNREAD_RUNS = 3
 #: tick lists every inbox in one SFTP session (1,200 LEA folders: ~0.3 s of the sensor
 #: process's CPU).
 TICK_SECONDS = int(env_number("SENSOR_INTERVAL_SECONDS", 3, minimum=1))
+#: Seconds between ticks that read every inbox (ROSTERING_SENSOR_FULL_LISTING_SECONDS); the
+#: ticks between read only the inboxes whose folder changed or that held files, and lstat the
+#: rest (rostering_pipeline/quiet_inboxes.py). 0: every tick reads every inbox.
+FULL_LISTING_SECONDS = env_number("SENSOR_FULL_LISTING_SECONDS", 60, minimum=0)
 
 
 @dg.sensor(
@@ -41,7 +46,12 @@ def lea_inbox_sensor(
     upload's arrival (its inbox listing: names, sizes, server mtimes)."""
     pending, arrivals = _read_cursor(context.cursor)
     tick_started = time.time()
-    listing = sftp.list_inboxes()
+    listing = sftp.list_inboxes(
+        memory_for(
+            (sftp.host, sftp.port, sftp.username, sftp.host_key, sftp.known_hosts_path),
+            FULL_LISTING_SECONDS,
+        )
+    )
     complete, pending = scan_inboxes(
         listing.inboxes, pending, time.time(), ingest_settings.quiet_period_seconds
     )
