@@ -564,6 +564,22 @@ def _other_runs(records, ours) -> dict[str, list[float]]:
     return others
 
 
+def sensor_ticks(instance, after: float, before: float) -> list[float]:
+    """How long each of the inbox sensor's ticks took (seconds), first landing to the end."""
+    from dagster._core.definitions.run_request import InstigatorType
+
+    ticks = []
+    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+        if state.name != "lea_inbox_sensor":
+            continue
+        for tick in instance.get_ticks(
+            state.instigator_origin_id, state.selector_id, after=after, before=before
+        ):
+            if tick.end_timestamp:
+                ticks.append(tick.end_timestamp - tick.timestamp)
+    return ticks
+
+
 # -- the results -------------------------------------------------------------------------------
 
 
@@ -734,6 +750,7 @@ def morning(args, leas: list[Lea], uploads: dict[str, Path], work: Path, dsn: st
                     instance, lander, {lea.lea_id for lea in leas}, after, args.timeout
                 )
                 result.update(run_figures(instance, seen["records"]))
+                result["sensor_ticks"] = sensor_ticks(instance, start, time.time())
             result["cpu"] = cpu_spent(cpu_before, sampler.cpu(), args.sftp)
             if dsn:
                 pg_after = pg_counters(dsn, args.pg_statements)
@@ -810,6 +827,14 @@ def summarise(args, leas: list[Lea], r: dict) -> tuple[list[list[object]], dict]
         ["run duration median (started -> ended), s", figures["run_median"]],
         ["steps sum median, s", figures["steps_median"]],
         ["queue (created -> launched) median, s", figures["queue_median"]],
+        [
+            "inbox sensor ticks: count, median / max s",
+            (
+                f"{len(ticks)}, {common.median(ticks):.2f} / {max(ticks):.2f}"
+                if (ticks := r.get("sensor_ticks"))
+                else "none"
+            ),
+        ],
         ["peak RSS, dagster dev's process tree, MB", r["peak_rss_mb"]],
         ["peak PSS, dagster dev's process tree, MB", r["peak_pss_mb"]],
         ["most processes in the tree at once", int(r["max_processes"])],
