@@ -64,6 +64,15 @@ def _empty_inboxes(root: Path, mtime: int = AN_HOUR_AGO) -> None:
         os.utime(inbox, (mtime, mtime))
 
 
+def _quiet_server(
+    pipeline: Pipeline, full_every_seconds: float
+) -> tuple[SftpResource, QuietInboxes, Clock]:
+    """The server with LEAS' empty inboxes, and a memory of it on a clock the test moves."""
+    _empty_inboxes(pipeline.sftp_root)
+    clock = Clock()
+    return _resource(pipeline), QuietInboxes(full_every_seconds, clock=clock), clock
+
+
 def _inboxes_read(read: list[str]) -> list[str]:
     listed = sorted(p.split("/")[1] for p in read if p.endswith("/inbox"))
     read.clear()
@@ -78,9 +87,7 @@ def _tick(sftp: SftpResource, quiet: QuietInboxes, clock: Clock, seconds: float)
 def test_an_empty_inbox_is_read_until_its_folder_time_is_confirmed_then_only_looked_at(
     pipeline: Pipeline, read: list[str]
 ) -> None:
-    _empty_inboxes(pipeline.sftp_root)
-    sftp, clock = _resource(pipeline), Clock()
-    quiet = QuietInboxes(full_every_seconds=60, clock=clock)
+    sftp, quiet, clock = _quiet_server(pipeline, full_every_seconds=60)
 
     first = _tick(sftp, quiet, clock, 0)  # the first tick reads everything
     assert _inboxes_read(read) == sorted(LEAS)
@@ -100,9 +107,7 @@ def test_an_empty_inbox_is_read_until_its_folder_time_is_confirmed_then_only_loo
 def test_a_file_landing_in_a_quiet_inbox_is_seen_at_the_next_tick(
     pipeline: Pipeline, read: list[str]
 ) -> None:
-    _empty_inboxes(pipeline.sftp_root)
-    sftp, clock = _resource(pipeline), Clock()
-    quiet = QuietInboxes(full_every_seconds=600, clock=clock)
+    sftp, quiet, clock = _quiet_server(pipeline, full_every_seconds=600)
     for seconds in (0, 5):
         _tick(sftp, quiet, clock, seconds)
     _inboxes_read(read)
@@ -125,9 +130,7 @@ def test_a_file_made_in_the_same_second_as_the_empty_listing_is_seen(
 ) -> None:
     """SFTP times are whole seconds: a file made in the second the inbox was seen empty leaves
     the folder's time as it was. The second listing, which confirms the time, sees it."""
-    _empty_inboxes(pipeline.sftp_root)
-    sftp, clock = _resource(pipeline), Clock()
-    quiet = QuietInboxes(full_every_seconds=600, clock=clock)
+    sftp, quiet, clock = _quiet_server(pipeline, full_every_seconds=600)
     _tick(sftp, quiet, clock, 0)
     inbox = pipeline.sftp_root / LEAS[0] / "inbox"
     (inbox / "students.csv").write_text("x\n")
@@ -141,9 +144,7 @@ def test_a_file_made_in_the_same_second_as_the_empty_listing_is_seen(
 def test_a_server_that_keeps_no_folder_times_is_found_out_by_the_next_full_listing(
     pipeline: Pipeline, read: list[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    _empty_inboxes(pipeline.sftp_root)
-    sftp, clock = _resource(pipeline), Clock()
-    quiet = QuietInboxes(full_every_seconds=60, clock=clock)
+    sftp, quiet, clock = _quiet_server(pipeline, full_every_seconds=60)
     for seconds in (0, 5, 5):
         _tick(sftp, quiet, clock, seconds)
     _inboxes_read(read)

@@ -18,8 +18,9 @@ MAX_UNREAD_RUNS = 3
 #: Minimum seconds between ticks (ROSTERING_SENSOR_INTERVAL_SECONDS). Dagster's sensor daemon
 #: looks at sensors every 5 s, so 3 s means "at every look": an upload waits 5 s at most for
 #: the sensor (a 5 s minimum would be missed by a hair and wait for the next look, 10 s). A
-#: tick lists every inbox in one SFTP session (1,200 LEA folders: ~0.3 s of the sensor
-#: process's CPU).
+#: tick looks at every inbox in one SFTP session (1,200 LEA folders on OpenSSH: ~0.8 s of the
+#: sensor process's CPU when it reads them all, ~0.3 s when it lstats the quiet ones:
+#: benchmarks/bench_sensor_tick.py).
 TICK_SECONDS = int(env_number("SENSOR_INTERVAL_SECONDS", 3, minimum=1))
 #: Seconds between ticks that read every inbox (ROSTERING_SENSOR_FULL_LISTING_SECONDS); the
 #: ticks between read only the inboxes whose folder changed or that held files, and lstat the
