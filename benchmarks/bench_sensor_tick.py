@@ -19,7 +19,6 @@ the server runs in this process: its CPU is counted with the sensor's.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
@@ -27,41 +26,18 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import common
+from bench_orchestration import plain_sftp
+from bench_statewide import _processes, cpu_snapshot, tree
 
 from rostering_pipeline.quiet_inboxes import CONFIRM_SECONDS, QuietInboxes
 from rostering_pipeline.sftp import SftpResource
 
 
 def _tree_cpu(pid: int) -> float:
-    """CPU seconds of a process, its reaped children and its live descendants."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ppid = int(fields[1])
-        if int(entry) == pid:
-            total += sum(int(f) for f in fields[11:15]) / ticks
-        elif ppid == pid or _descends(int(entry), pid):
-            total += sum(int(f) for f in fields[11:13]) / ticks
-    return total
-
-
-def _descends(pid: int, ancestor: int) -> bool:
-    for _ in range(10):
-        try:
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            return False
-        if pid == ancestor:
-            return True
-        if pid <= 1:
-            return False
-    return False
+    """CPU seconds of a process (with its reaped children) and its live descendants."""
+    procs = _processes()
+    snapshot = cpu_snapshot(tree(pid, procs), procs)
+    return sum(own for _, own, _ in snapshot.values()) + snapshot.get(pid, ("", 0, 0))[2]
 
 
 def _measure(sftp: SftpResource, quiet: QuietInboxes | None, server_cpu, repeat: int) -> dict:
@@ -113,14 +89,7 @@ def main() -> None:
             root = root / "sftp"
             root.mkdir()
             server = stack.enter_context(EmbeddedSftpServer(root))
-            env = common.pipeline_env(work, server)
-            sftp = SftpResource(
-                host=server.host,
-                port=server.port,
-                username=server.username,
-                password=server.password,
-                known_hosts_path=env["ROSTERING_SFTP_KNOWN_HOSTS"],
-            )
+            sftp = plain_sftp(common.pipeline_env(work, server))
             server_cpu = None
         leas = [str(480001 + i) for i in range(args.leas)]
         for lea in leas:
